@@ -1,0 +1,27 @@
+// Package broker holds the publisher contract between the relay and a message
+// broker, and an adapter for any Watermill message.Publisher. The Kafka
+// adapter, with bulk produce and a safe producer configuration, is in
+// broker/kafka.
+package broker
+
+import (
+	"context"
+
+	"github.com/outboxkit/outbox"
+)
+
+// Publisher publishes batches of outbox messages. The relay calls Publish from
+// one goroutine at a time per relay; implementations used by several relays
+// must be safe for concurrent use.
+//
+// Publish returns nil when the broker accepted every message, else one error
+// per message (nil for the accepted ones). It must keep per-key order: messages
+// with the same topic and key reach the broker in slice order, and once one of
+// them fails the later ones are not sent and get an error wrapping
+// [outbox.ErrSkipped]. Errors are classified by wrapping
+// [outbox.ErrPermanent] (the broker will never accept the message) or
+// [outbox.ErrUnreachable] (the broker could not be reached); anything else is
+// transient. Publish returns when every message has an outcome or ctx is done.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []*outbox.Message) []error
+}

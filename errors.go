@@ -1,0 +1,63 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// Validation errors. Every [ValidationError] matches [ErrInvalidEvent] and one
+// of the more precise sentinels below through errors.Is.
+var (
+	ErrInvalidEvent   = errors.New("outbox: invalid event")
+	ErrEmptyTopic     = errors.New("empty topic")
+	ErrInvalidTopic   = errors.New("invalid topic name")
+	ErrEmptyEventType = errors.New("empty event type")
+	ErrEmptyKey       = errors.New("empty key on an ordered event")
+	ErrInvalidPayload = errors.New("payload is not valid JSON")
+	ErrTooLarge       = errors.New("event too large")
+	ErrReservedHeader = errors.New("reserved header name")
+	ErrInvalidHeader  = errors.New("invalid header")
+)
+
+// Publish outcome classes. Broker adapters wrap the errors they return with
+// one of these so that the relay can decide what to do; an error that matches
+// neither is transient and retried with backoff.
+var (
+	// ErrPermanent marks a message the broker will never accept (too large,
+	// invalid topic, unmarshalable). The relay parks its event at once.
+	ErrPermanent = errors.New("permanent publish error")
+	// ErrUnreachable marks a failure to reach the broker at all (connection
+	// refused, timeouts, no leader). When every message of a batch fails so,
+	// the relay releases the events without counting an attempt.
+	ErrUnreachable = errors.New("broker unreachable")
+	// ErrSkipped marks a message a publisher did not send because an earlier
+	// message with the same topic and key failed in the same call. The relay
+	// releases it without counting an attempt.
+	ErrSkipped = errors.New("skipped after an earlier failure of the same key")
+)
+
+// ValidationError reports an event rejected before any SQL ran. The caller's
+// transaction is untouched and stays usable.
+type ValidationError struct {
+	// Index is the position of the event in the call.
+	Index int
+	// EventID is the ID of the rejected event (after defaults were filled).
+	EventID uuid.UUID
+	// Err is one of the sentinels ErrEmptyTopic, ErrInvalidTopic, ...
+	Err error
+	// Detail says what exactly was wrong, e.g. the size and the limit.
+	Detail string
+}
+
+func (e *ValidationError) Error() string {
+	msg := fmt.Sprintf("outbox: invalid event %d (%s): %v", e.Index, e.EventID, e.Err)
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
+}
+
+// Unwrap lets errors.Is match both the precise sentinel and ErrInvalidEvent.
+func (e *ValidationError) Unwrap() []error { return []error{e.Err, ErrInvalidEvent} }

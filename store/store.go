@@ -1,0 +1,128 @@
+// Package store holds the relay-side storage contract of the outbox: the
+// handful of operations the relay needs from a database, and their parameter
+// and result types. Store adapters (store/postgres, store/mysql) implement
+// [Store]; store/storetest checks that they keep its promises. Writing events
+// is not part of the contract: each adapter writes with its native
+// transaction type (pgx.Tx, *sql.Tx).
+//
+// All times that matter are computed by the database clock: leases, backoff,
+// retention and ages. Go durations are only added to the database's now().
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Store is the relay's view of an outbox table. Implementations must be safe
+// for concurrent use by several relays, in one process or many.
+type Store interface {
+	// Claim leases up to p.Limit pending events in seq order and returns them.
+	// An event is pending when it is neither published nor parked, its lease
+	// (if any) has expired and its backoff (if any) has passed. An event is
+	// never claimed while an earlier event with the same key is pending and
+	// leased, waiting for its backoff, or parked: that is what keeps per-key
+	// order with several relays. Claims are serialized between relays and
+	// hold no transaction open after they return.
+	Claim(ctx context.Context, p ClaimParams) (Claim, error)
+	// MarkPublished marks the events published, fenced by the lease token:
+	// events that no longer carry token are left alone and not counted in
+	// the result.
+	MarkPublished(ctx context.Context, token uuid.UUID, ids []uuid.UUID) (int, error)
+	// Fail records a failed attempt of each event: retry_count+1, last_error,
+	// and either next_attempt_at = now()+Delay or, when Park is set, parked.
+	// The lease is cleared. Fenced by token like MarkPublished.
+	Fail(ctx context.Context, token uuid.UUID, failures []Failure) error
+	// Release clears the lease of the events without counting an attempt;
+	// they are pending again after delay. Fenced by token.
+	Release(ctx context.Context, token uuid.UUID, ids []uuid.UUID, delay time.Duration) error
+	// DeletePublished deletes at most limit events published more than
+	// olderThan ago and returns how many it deleted. It never deletes
+	// pending or parked events.
+	DeletePublished(ctx context.Context, olderThan time.Duration, limit int) (int, error)
+	// Stats reports the table's backlog.
+	Stats(ctx context.Context) (Stats, error)
+}
+
+// ClaimParams are the parameters of [Store.Claim].
+type ClaimParams struct {
+	// Owner names the claiming relay in lease_owner, for operators.
+	Owner string
+	// Limit is the largest number of events to claim.
+	Limit int
+	// Lease is how long the claim holds the events. A relay that has not
+	// settled them by then loses them to the next claimer.
+	Lease time.Duration
+}
+
+// Claim is the result of [Store.Claim].
+type Claim struct {
+	// Token fences the claim: a fresh value per claim, stored in
+	// lease_token of every claimed event.
+	Token uuid.UUID
+	// Records are the claimed events in seq order.
+	Records []Record
+	// Now is the database clock at the claim.
+	Now time.Time
+}
+
+// Record is a claimed event.
+type Record struct {
+	ID  uuid.UUID
+	Seq int64
+	// Topic is the topic column, or event_data's "topic" for rows written by
+	// older writers that left the column NULL; "" if neither exists.
+	Topic         string
+	Key           string // "" when event_key is NULL or empty: unordered
+	EventType     string
+	AggregateType string
+	AggregateID   string
+	Payload       []byte
+	Headers       map[string]string
+	// Attempts is retry_count: failed attempts so far.
+	Attempts  int
+	CreatedAt time.Time
+	// Reclaimed is set when the event still carried the token of an earlier
+	// claim that never settled it (its relay crashed or stalled past the
+	// lease): that relay may have published it already.
+	Reclaimed bool
+}
+
+// Failure is one failed attempt, for [Store.Fail].
+type Failure struct {
+	ID uuid.UUID
+	// Err is stored in last_error, truncated to MaxErrorBytes.
+	Err string
+	// Delay is the backoff before the next attempt.
+	Delay time.Duration
+	// Park gives the event up: it stays in the table, parked, and blocks
+	// later events of its key until an operator retries or skips it.
+	Park bool
+}
+
+// Stats is the backlog of a table, by the database clock.
+type Stats struct {
+	// Pending counts events neither published nor parked.
+	Pending int64
+	// OldestPendingAge is the age of the oldest pending event, 0 if none.
+	OldestPendingAge time.Duration
+	// Parked counts parked events.
+	Parked int64
+}
+
+// MaxErrorBytes bounds last_error: stores truncate longer messages.
+const MaxErrorBytes = 4096
+
+// TruncateError returns msg cut to MaxErrorBytes on a UTF-8 boundary.
+func TruncateError(msg string) string {
+	if len(msg) <= MaxErrorBytes {
+		return msg
+	}
+	cut := MaxErrorBytes
+	for cut > 0 && msg[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return msg[:cut]
+}
