@@ -1,0 +1,305 @@
+// Package migrations holds the versioned SQL of the outbox table for
+// PostgreSQL and MySQL/MariaDB, embedded in the binary, and applies it.
+//
+// Version 1 is the seed's table exactly as the Python services create it
+// (CREATE ... IF NOT EXISTS, so an existing table is adopted); version 2 adds
+// the relay's columns and indexes. Applying is idempotent and safe from
+// several processes at once: a database lock serializes appliers and the
+// applied versions are recorded in the outbox_migrations table, per outbox
+// table.
+//
+// The functions take a *sql.DB; with pgx, open one over a pool with
+// github.com/jackc/pgx/v5/stdlib.OpenDBFromPool.
+package migrations
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+)
+
+//go:embed postgres/*.sql
+var files embed.FS
+
+// Dialect is a SQL dialect with its migrations.
+type Dialect struct {
+	name string
+	// lock and unlock serialize appliers on one connection.
+	lock, unlock string
+	// versionTable creates the bookkeeping table.
+	versionTable string
+	// placeholder returns the n-th (1-based) bind parameter.
+	placeholder func(n int) string
+}
+
+// Name returns "postgres" or "mysql".
+func (d Dialect) Name() string { return d.name }
+
+// The supported dialects.
+var (
+	PostgreSQL = Dialect{
+		name:   "postgres",
+		lock:   "SELECT pg_advisory_lock(7411932051)",
+		unlock: "SELECT pg_advisory_unlock(7411932051)",
+		versionTable: `CREATE TABLE IF NOT EXISTS outbox_migrations (
+    table_name VARCHAR(128) NOT NULL,
+    version    INTEGER NOT NULL,
+    name       VARCHAR(255) NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_name, version))`,
+		placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
+	}
+	MySQL = Dialect{
+		name:   "mysql",
+		lock:   "SELECT GET_LOCK('outbox_migrations', 60)",
+		unlock: "SELECT RELEASE_LOCK('outbox_migrations')",
+		versionTable: `CREATE TABLE IF NOT EXISTS outbox_migrations (
+    table_name VARCHAR(128) NOT NULL,
+    version    INTEGER NOT NULL,
+    name       VARCHAR(255) NOT NULL,
+    applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    PRIMARY KEY (table_name, version))`,
+		placeholder: func(int) string { return "?" },
+	}
+)
+
+// DefaultTable is the seed's table name.
+const DefaultTable = "event_outbox"
+
+var identifier = regexp.MustCompile(`^(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,47}$`)
+
+// ValidateTable returns an error unless name is a plain SQL identifier,
+// optionally schema-qualified ("schema.table"); index names are derived from
+// it, hence its shorter limit of 48 characters.
+func ValidateTable(name string) error {
+	if !identifier.MatchString(name) {
+		return fmt.Errorf("outbox: invalid table name %q: want [A-Za-z_][A-Za-z0-9_]*, optionally schema-qualified", name)
+	}
+	return nil
+}
+
+// Migration is one version of the schema.
+type Migration struct {
+	Version int
+	Name    string
+	up      string
+	down    string
+}
+
+// Status is a migration and whether it has been applied to a table.
+type Status struct {
+	Migration
+	Applied bool
+}
+
+// Migrations returns d's migrations in version order.
+func (d Dialect) Migrations() ([]Migration, error) {
+	entries, err := fs.Glob(files, d.name+"/*.up.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []Migration
+	for _, path := range entries {
+		base := strings.TrimSuffix(strings.TrimPrefix(path, d.name+"/"), ".up.sql")
+		num, name, _ := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: bad version: %w", path, err)
+		}
+		up, err := files.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		down, err := files.ReadFile(d.name + "/" + base + ".down.sql")
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: %w", base, err)
+		}
+		ms = append(ms, Migration{Version: v, Name: name, up: string(up), down: string(down)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	return ms, nil
+}
+
+// SQL returns the up (or down) statements of m for table.
+func (m Migration) SQL(table string, up bool) ([]string, error) {
+	if err := ValidateTable(table); err != nil {
+		return nil, err
+	}
+	src := m.down
+	if up {
+		src = m.up
+	}
+	tmpl, err := template.New(m.Name).Parse(src)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	_, name, found := strings.Cut(table, ".")
+	if !found {
+		name = table
+	}
+	if err := tmpl.Execute(&b, struct{ Table, Name string }{table, name}); err != nil {
+		return nil, err
+	}
+	var stmts []string
+	for _, s := range strings.Split(b.String(), ";\n") {
+		if s = strings.TrimSpace(stripComments(s)); s != "" {
+			stmts = append(stmts, s)
+		}
+	}
+	return stmts, nil
+}
+
+func stripComments(s string) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Up applies every migration of d that table lacks, in order.
+func Up(ctx context.Context, db *sql.DB, d Dialect, table string) error {
+	return migrate(ctx, db, d, table, func(ms []Migration, applied map[int]bool) []step {
+		var steps []step
+		for _, m := range ms {
+			if !applied[m.Version] {
+				steps = append(steps, step{m, true})
+			}
+		}
+		return steps
+	})
+}
+
+// Down reverts the last applied migration of table. Reverting version 1 drops
+// the table with every event in it.
+func Down(ctx context.Context, db *sql.DB, d Dialect, table string) error {
+	return migrate(ctx, db, d, table, func(ms []Migration, applied map[int]bool) []step {
+		for i := len(ms) - 1; i >= 0; i-- {
+			if applied[ms[i].Version] {
+				return []step{{ms[i], false}}
+			}
+		}
+		return nil
+	})
+}
+
+// List returns d's migrations and whether each has been applied to table.
+func List(ctx context.Context, db *sql.DB, d Dialect, table string) ([]Status, error) {
+	var out []Status
+	err := migrate(ctx, db, d, table, func(ms []Migration, applied map[int]bool) []step {
+		for _, m := range ms {
+			out = append(out, Status{m, applied[m.Version]})
+		}
+		return nil
+	})
+	return out, err
+}
+
+type step struct {
+	m  Migration
+	up bool
+}
+
+func migrate(ctx context.Context, db *sql.DB, d Dialect, table string, plan func([]Migration, map[int]bool) []step) (err error) {
+	if err := ValidateTable(table); err != nil {
+		return err
+	}
+	ms, err := d.Migrations()
+	if err != nil {
+		return err
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, d.lock); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	defer func() {
+		if _, uerr := conn.ExecContext(context.WithoutCancel(ctx), d.unlock); uerr != nil && err == nil {
+			err = fmt.Errorf("migrate: unlock: %w", uerr)
+		}
+	}()
+	if _, err := conn.ExecContext(ctx, d.versionTable); err != nil {
+		return fmt.Errorf("migrate: version table: %w", err)
+	}
+	applied := map[int]bool{}
+	rows, err := conn.QueryContext(ctx, "SELECT version FROM outbox_migrations WHERE table_name = "+d.placeholder(1), table)
+	if err != nil {
+		return fmt.Errorf("migrate: read versions: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return err
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, s := range plan(ms, applied) {
+		if err := apply(ctx, conn, d, table, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply runs one step in a transaction. PostgreSQL rolls DDL back with it;
+// MySQL commits DDL implicitly, so its statements are written to be re-run.
+func apply(ctx context.Context, conn *sql.Conn, d Dialect, table string, s step) error {
+	stmts, err := s.m.SQL(table, s.up)
+	if err != nil {
+		return err
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("migration %d_%s on %s: %w", s.m.Version, s.m.Name, table, err)
+		}
+	}
+	p := d.placeholder
+	if s.up {
+		_, err = tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO outbox_migrations (table_name, version, name) VALUES (%s, %s, %s)", p(1), p(2), p(3)), table, s.m.Version, s.m.Name)
+	} else {
+		_, err = tx.ExecContext(ctx, fmt.Sprintf("DELETE FROM outbox_migrations WHERE table_name = %s AND version = %s", p(1), p(2)), table, s.m.Version)
+	}
+	if err != nil {
+		return fmt.Errorf("migration %d_%s: record version: %w", s.m.Version, s.m.Name, err)
+	}
+	return tx.Commit()
+}
+
+// ErrNoDialect is returned by DialectFor for an unknown driver name.
+var ErrNoDialect = errors.New("migrations: unknown dialect")
+
+// DialectFor returns the dialect for a driver or URL scheme name: "postgres",
+// "postgresql", "pgx" or "mysql".
+func DialectFor(name string) (Dialect, error) {
+	switch name {
+	case "postgres", "postgresql", "pgx":
+		return PostgreSQL, nil
+	case "mysql", "mariadb":
+		return MySQL, nil
+	}
+	return Dialect{}, fmt.Errorf("%w %q", ErrNoDialect, name)
+}

@@ -1,0 +1,267 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/store"
+)
+
+// outcome is what became of the messages of one topic in one batch.
+type outcome struct {
+	published []uuid.UUID
+	lags      []time.Duration
+	failures  []store.Failure
+	released  []uuid.UUID // put back at once (skipped, shutdown)
+	delayed   []uuid.UUID // put back after the breaker's delay
+	parked    int
+	dups      int
+}
+
+// handle publishes a claimed batch topic by topic and settles it. It returns
+// the circuit breaker's pause when the broker was unreachable.
+func (r *Relay) handle(ctx, work context.Context, claim store.Claim) time.Duration {
+	claimedAt := time.Now()
+	topics, order := r.messages(claim.Records)
+	var pause time.Duration
+	for _, topic := range order {
+		msgs := topics[topic]
+		var o outcome
+		for _, m := range msgs {
+			if m.reclaimed {
+				o.dups++
+			}
+		}
+		r.duplicates.Add(int64(o.dups))
+		switch {
+		case !outbox.ValidTopic(topic):
+			for _, m := range msgs {
+				o.failures = append(o.failures, store.Failure{ID: m.ID, Err: fmt.Sprintf("%v: invalid or missing topic %q", outbox.ErrPermanent, topic), Park: true})
+			}
+			o.parked = len(msgs)
+		case ctx.Err() != nil || pause > 0:
+			// Shutting down, or the broker just proved unreachable: do not
+			// start another topic.
+			for _, m := range msgs {
+				o.delayed = append(o.delayed, m.ID)
+			}
+		default:
+			var unreachable bool
+			o, unreachable = r.publish(work, msgs, o)
+			if unreachable {
+				r.breakerTrips++
+				pause = backoff(r.cfg.ErrorRetryInterval, r.cfg.MaxBackoff, r.breakerTrips)
+				r.cfg.Logger.Warn("relay: broker unreachable, events released", "topic", topic, "count", len(msgs), "retry_in", pause)
+			} else {
+				r.breakerTrips = 0
+			}
+		}
+		o.lags = o.lagsFrom(msgs, claim.Now, claimedAt)
+		r.settle(ctx, claim.Token, topic, len(msgs), o, pause)
+	}
+	return pause
+}
+
+// relayed is a claimed message with what the relay needs to settle it.
+type relayed struct {
+	*outbox.Message
+	reclaimed bool
+}
+
+// messages turns records into messages grouped by topic, keeping seq order
+// within each topic and the order in which topics first appear.
+func (r *Relay) messages(recs []store.Record) (map[string][]relayed, []string) {
+	topics := map[string][]relayed{}
+	var order []string
+	for i := range recs {
+		rec := &recs[i]
+		h := make(map[string]string, len(rec.Headers)+5)
+		maps.Copy(h, rec.Headers)
+		h[outbox.HeaderMessageUUID] = rec.ID.String()
+		h[outbox.HeaderEventType] = rec.EventType
+		setIf(h, outbox.HeaderAggregateType, rec.AggregateType)
+		setIf(h, outbox.HeaderAggregateID, rec.AggregateID)
+		if h[outbox.HeaderCorrelationID] == "" {
+			// Rows from older writers keep it only in the envelope.
+			var env struct {
+				CorrelationID string `json:"correlation_id"`
+			}
+			if json.Unmarshal(rec.Payload, &env) == nil {
+				setIf(h, outbox.HeaderCorrelationID, env.CorrelationID)
+			}
+		}
+		m := relayed{
+			Message: &outbox.Message{
+				ID: rec.ID, Topic: rec.Topic, Key: rec.Key, Value: rec.Payload, Headers: h,
+				Attempts: rec.Attempts, CreatedAt: rec.CreatedAt,
+			},
+			reclaimed: rec.Reclaimed,
+		}
+		if _, ok := topics[rec.Topic]; !ok {
+			order = append(order, rec.Topic)
+		}
+		topics[rec.Topic] = append(topics[rec.Topic], m)
+	}
+	return topics, order
+}
+
+func setIf(h map[string]string, k, v string) {
+	if v != "" {
+		h[k] = v
+	}
+}
+
+// publish sends the messages of one topic and classifies each outcome. It
+// reports unreachable when no message went out and at least one failed
+// because the broker could not be reached.
+func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (outcome, bool) {
+	out := make([]*outbox.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Message
+	}
+	topic := out[0].Topic
+	pubCtx, cancel := context.WithTimeout(work, r.cfg.Lease*3/4)
+	defer cancel()
+	if r.cfg.Tracer != nil {
+		pubCtx = r.cfg.Tracer.TracePublishStart(pubCtx, outbox.TracePublishStartData{Topic: topic, Messages: out})
+	}
+	start := time.Now()
+	errs := r.pub.Publish(pubCtx, out)
+	if r.cfg.Tracer != nil {
+		r.cfg.Tracer.TracePublishEnd(pubCtx, outbox.TracePublishEndData{Topic: topic, Messages: out, Errs: errs, Duration: time.Since(start)})
+	}
+	if errs != nil && len(errs) != len(msgs) {
+		// A publisher that breaks the contract: nothing is known to be sent.
+		err := fmt.Errorf("publisher returned %d outcomes for %d messages", len(errs), len(msgs))
+		r.cfg.Logger.Error("relay: "+err.Error(), "topic", topic)
+		errs = make([]error, len(msgs))
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	allUnreachable := errs != nil && r.onlyUnreachable(errs)
+	for i, m := range msgs {
+		var err error
+		if errs != nil {
+			err = errs[i]
+		}
+		switch {
+		case err == nil:
+			o.published = append(o.published, m.ID)
+		case allUnreachable:
+			o.delayed = append(o.delayed, m.ID)
+		case errors.Is(err, outbox.ErrSkipped), errors.Is(err, context.Canceled) && work.Err() != nil:
+			o.released = append(o.released, m.ID)
+		case errors.Is(err, outbox.ErrPermanent):
+			o.failures = append(o.failures, store.Failure{ID: m.ID, Err: err.Error(), Park: true})
+			o.parked++
+		default:
+			attempts := m.Attempts + 1
+			if attempts >= r.cfg.MaxRetries {
+				o.failures = append(o.failures, store.Failure{ID: m.ID, Err: err.Error(), Park: true})
+				o.parked++
+			} else {
+				o.failures = append(o.failures, store.Failure{ID: m.ID, Err: err.Error(), Delay: backoff(r.cfg.ErrorRetryInterval, r.cfg.MaxBackoff, attempts)})
+			}
+		}
+	}
+	return o, allUnreachable
+}
+
+// onlyUnreachable reports whether no message went out and every failure is
+// unreachable or skipped: the broker could not be reached at all.
+func (r *Relay) onlyUnreachable(errs []error) bool {
+	unreachable := false
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			return false
+		case errors.Is(err, outbox.ErrUnreachable):
+			unreachable = true
+		case !errors.Is(err, outbox.ErrSkipped):
+			return false
+		}
+	}
+	return unreachable
+}
+
+// lagsFrom returns commit→publish lags of the published messages: the age
+// of each event at the claim by the database clock, plus the time since the
+// claim by this process's monotonic clock.
+func (o outcome) lagsFrom(msgs []relayed, dbNow time.Time, claimedAt time.Time) []time.Duration {
+	if len(o.published) == 0 {
+		return nil
+	}
+	since := time.Since(claimedAt)
+	published := make(map[uuid.UUID]bool, len(o.published))
+	for _, id := range o.published {
+		published[id] = true
+	}
+	lags := make([]time.Duration, 0, len(o.published))
+	for _, m := range msgs {
+		if published[m.ID] {
+			lags = append(lags, dbNow.Sub(m.CreatedAt)+since)
+		}
+	}
+	return lags
+}
+
+// settle records an outcome in the store under a context that shutdown does
+// not cancel: what the broker accepted must be marked.
+func (r *Relay) settle(ctx context.Context, token uuid.UUID, topic string, size int, o outcome, pause time.Duration) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.SettleTimeout)
+	defer cancel()
+	log := r.cfg.Logger
+	if len(o.published) > 0 {
+		n, err := r.store.MarkPublished(sctx, token, o.published)
+		switch {
+		case err != nil:
+			// The lease will expire and the events be published again; the
+			// next claimer counts them as possible duplicates.
+			log.Error("relay: mark published", "topic", topic, "count", len(o.published), "err", err)
+		case n < len(o.published):
+			lost := len(o.published) - n
+			o.dups += lost
+			r.duplicates.Add(int64(lost))
+			log.Warn("relay: lease lost before mark; events may be published twice", "topic", topic, "count", lost)
+		}
+		r.published.Add(int64(len(o.published)))
+	}
+	if len(o.failures) > 0 {
+		if err := r.store.Fail(sctx, token, o.failures); err != nil {
+			log.Error("relay: record failures", "topic", topic, "count", len(o.failures), "err", err)
+		}
+		r.failed.Add(int64(len(o.failures) - o.parked))
+		r.parked.Add(int64(o.parked))
+		for _, f := range o.failures {
+			if f.Park {
+				log.Warn("relay: event parked", "topic", topic, "id", f.ID, "err", f.Err)
+			}
+		}
+	}
+	for _, rel := range []struct {
+		ids   []uuid.UUID
+		delay time.Duration
+	}{{o.released, 0}, {o.delayed, pause}} {
+		if len(rel.ids) == 0 {
+			continue
+		}
+		if err := r.store.Release(sctx, token, rel.ids, rel.delay); err != nil {
+			log.Error("relay: release", "topic", topic, "count", len(rel.ids), "err", err)
+		}
+		r.released.Add(int64(len(rel.ids)))
+	}
+	if st, ok := r.cfg.Tracer.(outbox.SettleTracer); ok {
+		st.TraceSettle(ctx, outbox.TraceSettleData{
+			Topic: topic, BatchSize: size, Published: len(o.published), Failed: len(o.failures) - o.parked,
+			Released: len(o.released) + len(o.delayed), Parked: o.parked, PossibleDuplicates: o.dups, Lags: o.lags,
+		})
+	}
+}

@@ -1,0 +1,233 @@
+// Package relay publishes committed outbox events to a broker.
+//
+// A [Relay] repeats one cycle: claim a batch of pending events from a
+// [store.Store] (leased, in seq order, never past an earlier held event of the
+// same key), publish them through a [broker.Publisher], and record the outcome
+// in the store: published rows are marked with one statement fenced by the
+// claim's lease token; failures are retried with exponential backoff and
+// jitter, and parked after Config.MaxRetries attempts or at once when
+// permanent; when the broker is unreachable for a whole batch the events are
+// released without counting an attempt and the relay backs off (a circuit
+// breaker). No database transaction is held open across broker I/O.
+//
+// Guarantees: an event is published at least once if and only if its
+// transaction committed; events of one key are published in the order they
+// were written, with any number of relays; duplicates arise only from an
+// uncertain step (a crash between publish and mark, a lost lease) and are
+// counted in Stats.PossibleDuplicates. Consumers dedupe on the event ID.
+//
+// A parked event blocks the later events of its key, to keep their order,
+// until an operator retries or skips it (see cmd/outbox parked); other keys
+// are not affected.
+//
+// Run stops in stages when its context is done: it stops claiming, finishes
+// publishing the batch in flight within Config.ShutdownTimeout, records the
+// outcome, releases what it did not publish, and returns.
+package relay
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/store"
+)
+
+// ErrRunning is returned by Run when the relay is already running.
+var ErrRunning = errors.New("relay: already running")
+
+// Relay moves committed events from a store to a broker.
+type Relay struct {
+	store   store.Store
+	pub     broker.Publisher
+	cfg     Config
+	running atomic.Bool
+	// breakerTrips counts consecutive batches that found the broker
+	// unreachable; only the Run goroutine touches it.
+	breakerTrips int
+
+	published, failed, released, parked, duplicates atomic.Int64
+}
+
+// Stats counts what a relay did since it was created.
+type Stats struct {
+	Published int64
+	// Failed counts failed attempts scheduled for a retry.
+	Failed int64
+	// Released counts events put back without counting an attempt.
+	Released int64
+	Parked   int64
+	// PossibleDuplicates counts events this relay published that may have
+	// been published before: re-claimed after an earlier claim never settled
+	// (its relay crashed or stalled past the lease), or published after this
+	// relay's own lease was lost. Duplicates on the broker never exceed the
+	// sum of this counter over all relays.
+	PossibleDuplicates int64
+}
+
+// New returns a relay that claims from st and publishes to pub. The caller
+// keeps ownership of both.
+func New(st store.Store, pub broker.Publisher, cfg Config) (*Relay, error) {
+	if st == nil || pub == nil {
+		return nil, errors.New("relay: store and publisher are required")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Relay{store: st, pub: pub, cfg: cfg}, nil
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() Stats {
+	return Stats{
+		Published:          r.published.Load(),
+		Failed:             r.failed.Load(),
+		Released:           r.released.Load(),
+		Parked:             r.parked.Load(),
+		PossibleDuplicates: r.duplicates.Load(),
+	}
+}
+
+// Run relays until ctx is done, then shuts down as the package doc describes
+// and returns nil. It returns an error only if the relay cannot run at all.
+// Store and broker errors are logged and retried, never returned.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer r.running.Store(false)
+
+	// work outlives ctx by ShutdownTimeout so that the batch in flight can
+	// finish publishing.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var grace *time.Timer
+	var graceMu sync.Mutex
+	stop := context.AfterFunc(ctx, func() {
+		graceMu.Lock()
+		grace = time.AfterFunc(r.cfg.ShutdownTimeout, cancelWork)
+		graceMu.Unlock()
+	})
+	defer func() {
+		stop()
+		graceMu.Lock()
+		if grace != nil {
+			grace.Stop()
+		}
+		graceMu.Unlock()
+	}()
+
+	var wg sync.WaitGroup
+	if r.cfg.Retention > 0 {
+		wg.Go(func() { r.janitor(ctx) })
+	}
+	var wake <-chan struct{}
+	if w, ok := r.store.(store.Waker); ok {
+		ch, unsubscribe := w.Subscribe()
+		defer unsubscribe()
+		wake = ch
+	}
+	r.cfg.Logger.Info("relay started", "owner", r.cfg.Owner, "batch", r.cfg.BatchSize)
+	r.loop(ctx, work, wake)
+	wg.Wait()
+	r.cfg.Logger.Info("relay stopped", "owner", r.cfg.Owner)
+	return nil
+}
+
+// Fast polls after a wake-up: the writer's transaction may commit a moment
+// after AddTx returned, so an empty claim right after a wake-up is retried
+// after 1ms, 2ms, 4ms, ... until PollInterval.
+const firstFastPoll = time.Millisecond
+
+func (r *Relay) loop(ctx, work context.Context, wake <-chan struct{}) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	var storeErrors int
+	var fast time.Duration
+	for ctx.Err() == nil {
+		n, pause, err := r.cycle(ctx, work)
+		var wait time.Duration
+		switch {
+		case err != nil:
+			storeErrors++
+			wait = backoff(r.cfg.ErrorRetryInterval, 30*time.Second, storeErrors)
+			if ctx.Err() == nil {
+				r.cfg.Logger.Error("relay: store error", "err", err, "retry_in", wait)
+			}
+		case pause > 0:
+			storeErrors = 0
+			wait = pause
+		case n > 0:
+			storeErrors, fast = 0, 0
+			continue
+		case fast > 0 && fast < r.cfg.PollInterval:
+			storeErrors = 0
+			wait, fast = fast, fast*2
+		default:
+			storeErrors, fast = 0, 0
+			wait = r.cfg.PollInterval
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+		case <-timer.C:
+		case <-wake:
+			if err == nil && pause == 0 {
+				fast = firstFastPoll
+				if !timer.Stop() {
+					<-timer.C
+				}
+			} else {
+				<-timer.C // an open breaker or a store error is not cut short
+			}
+		}
+	}
+}
+
+// cycle claims and handles one batch. It returns the number of events
+// claimed and how long to pause when the broker was unreachable.
+func (r *Relay) cycle(ctx, work context.Context) (int, time.Duration, error) {
+	claim, err := r.store.Claim(ctx, store.ClaimParams{Owner: r.cfg.Owner, Limit: r.cfg.BatchSize, Lease: r.cfg.Lease})
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(claim.Records) == 0 {
+		return 0, 0, nil
+	}
+	pause := r.handle(ctx, work, claim)
+	return len(claim.Records), pause, nil
+}
+
+func (r *Relay) janitor(ctx context.Context) {
+	t := time.NewTicker(r.cfg.CleanupInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		total := 0
+		for ctx.Err() == nil {
+			n, err := r.store.DeletePublished(ctx, r.cfg.Retention, r.cfg.CleanupBatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.cfg.Logger.Warn("relay: janitor", "err", err)
+				}
+				break
+			}
+			total += n
+			if n < r.cfg.CleanupBatch {
+				break
+			}
+		}
+		if total > 0 {
+			r.cfg.Logger.Debug("relay: janitor deleted published events", "count", total)
+		}
+	}
+}

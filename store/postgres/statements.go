@@ -1,0 +1,74 @@
+package postgres
+
+import "strings"
+
+// statements are the store's SQL with the table name filled in once.
+type statements struct {
+	insertOne, insertMany  string
+	claim                  string
+	mark, fail, release    string
+	deletePublished, stats string
+}
+
+// pending is the predicate of rows waiting for publication, matching the
+// partial index ix_<table>_unpublished.
+const pending = `published_at IS NULL AND parked_at IS NULL`
+
+// held matches ix_<table>_held: rows that may block later rows of their key.
+const held = `published_at IS NULL AND (lease_until IS NOT NULL OR next_attempt_at IS NOT NULL OR parked_at IS NOT NULL)`
+
+func newStatements(table string) statements {
+	r := strings.NewReplacer("{t}", table, "{pending}", pending, "{held}", held)
+	return statements{
+		insertOne: r.Replace(`INSERT INTO {t} (id, topic, event_key, aggregate_type, aggregate_id, event_type, event_data, headers)
+VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7::json, $8::jsonb)`),
+		// unnest keeps the order of the arrays, so seq follows the call's order.
+		insertMany: r.Replace(`INSERT INTO {t} (id, topic, event_key, aggregate_type, aggregate_id, event_type, event_data, headers)
+SELECT id, topic, NULLIF(event_key, ''), aggregate_type, aggregate_id, event_type, event_data::json, headers::jsonb
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+	AS u(id, topic, event_key, aggregate_type, aggregate_id, event_type, event_data, headers)`),
+		// A row is claimable when pending, not leased, past its backoff, and no
+		// earlier row of its key is held (leased, backing off or parked). The
+		// NOT EXISTS probe repeats {held} so that the planner uses the small
+		// partial index of held rows.
+		claim: r.Replace(`WITH cand AS (
+	SELECT o.id, o.lease_token AS old_token
+	FROM {t} o
+	WHERE o.published_at IS NULL AND o.parked_at IS NULL
+	  AND (o.lease_until IS NULL OR o.lease_until <= now())
+	  AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
+	  AND (o.event_key IS NULL OR NOT EXISTS (
+		SELECT 1 FROM {t} b
+		WHERE b.event_key = o.event_key AND b.seq < o.seq
+		  AND b.{held}
+		  AND (b.lease_until > now() OR b.next_attempt_at > now() OR b.parked_at IS NOT NULL)))
+	ORDER BY o.seq
+	LIMIT $1
+	FOR UPDATE SKIP LOCKED
+)
+UPDATE {t} t SET lease_owner = $2, lease_token = $3, lease_until = now() + $4 * interval '1 microsecond'
+FROM cand WHERE t.id = cand.id
+RETURNING t.id, t.seq, COALESCE(t.topic, t.event_data->>'topic', ''), COALESCE(t.event_key, ''),
+	t.event_type, t.aggregate_type, t.aggregate_id, t.event_data, t.headers, t.retry_count, t.created_at,
+	cand.old_token IS NOT NULL, now()`),
+		mark: r.Replace(`UPDATE {t} SET published_at = now(), lease_owner = NULL, lease_token = NULL, lease_until = NULL
+WHERE id = ANY($1) AND lease_token = $2`),
+		fail: r.Replace(`UPDATE {t} t SET retry_count = t.retry_count + 1, last_error = f.err,
+	next_attempt_at = CASE WHEN f.park THEN t.next_attempt_at ELSE now() + f.delay_us * interval '1 microsecond' END,
+	parked_at = CASE WHEN f.park THEN now() END,
+	lease_owner = NULL, lease_token = NULL, lease_until = NULL
+FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bool[]) AS f(id, err, delay_us, park)
+WHERE t.id = f.id AND t.lease_token = $5`),
+		release: r.Replace(`UPDATE {t} SET lease_owner = NULL, lease_token = NULL, lease_until = NULL,
+	next_attempt_at = CASE WHEN $3 > 0 THEN now() + $3 * interval '1 microsecond' ELSE next_attempt_at END
+WHERE id = ANY($1) AND lease_token = $2`),
+		deletePublished: r.Replace(`DELETE FROM {t} WHERE id IN (
+	SELECT id FROM {t}
+	WHERE published_at IS NOT NULL AND parked_at IS NULL AND published_at < now() - $1 * interval '1 microsecond'
+	ORDER BY published_at LIMIT $2)`),
+		stats: r.Replace(`SELECT
+	(SELECT count(*) FROM {t} WHERE {pending}),
+	COALESCE((SELECT extract(epoch FROM now() - created_at) FROM {t} WHERE {pending} ORDER BY seq LIMIT 1), 0),
+	(SELECT count(*) FROM {t} WHERE published_at IS NULL AND parked_at IS NOT NULL)`),
+	}
+}

@@ -1,0 +1,39 @@
+// Package storetest is the conformance suite every outbox store must pass.
+// A store's tests call [Run] with a function that returns a fresh, migrated
+// table wrapped in a [Harness]; the suite checks the promises of the
+// store.Store contract against the real database: atomic writes, out-of-order
+// commits, disjoint concurrent claims, per-key blocking, lease expiry and
+// fencing, backoff, parking, release, cleanup, stats, byte-exact payloads and
+// rows written by older writers.
+package storetest
+
+import (
+	"context"
+	"time"
+
+	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/store"
+)
+
+// Harness gives the suite a fresh store and the adapter-specific ways to
+// write into it.
+type Harness struct {
+	// Store is the store under test, over an empty, migrated table.
+	Store store.Store
+	// Begin starts a transaction in which the suite writes events.
+	Begin func(ctx context.Context) (Tx, error)
+	// InsertLegacy inserts a row the way the seed's Python writers do: only
+	// the seed's columns, with the topic inside eventData.
+	InsertLegacy func(ctx context.Context, aggregateType, aggregateID, eventType, eventKey, eventData string) error
+	// AgePublished moves published_at of every published row back by d.
+	AgePublished func(ctx context.Context, d time.Duration) error
+}
+
+// Tx is a business transaction that writes events through the store's AddTx.
+type Tx interface {
+	Add(ctx context.Context, events ...outbox.Event) error
+	Savepoint(ctx context.Context, name string) error
+	RollbackTo(ctx context.Context, name string) error
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context) error
+}

@@ -1,0 +1,418 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/store"
+)
+
+// Run runs the conformance suite. newHarness is called once per subtest and
+// must return a harness over its own empty table.
+func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, h Harness)
+	}{
+		{"AtomicWrites", testAtomicWrites},
+		{"ValidationKeepsTxUsable", testValidationKeepsTxUsable},
+		{"OutOfOrderCommit", testOutOfOrderCommit},
+		{"RoundTrip", testRoundTrip},
+		{"CallOrderIsSeqOrder", testCallOrder},
+		{"ConcurrentClaimersDisjoint", testConcurrentClaimers},
+		{"PerKeyBlocking", testPerKeyBlocking},
+		{"LeaseExpiryAndFencing", testLeaseExpiry},
+		{"Backoff", testBackoff},
+		{"Parking", testParking},
+		{"Release", testRelease},
+		{"Cleanup", testCleanup},
+		{"Stats", testStats},
+		{"LegacyRows", testLegacyRows},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newHarness(t))
+		})
+	}
+}
+
+const lease = 30 * time.Second
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// ev returns a valid event for key.
+func ev(key string) outbox.Event {
+	id := outbox.NewID()
+	return outbox.Event{
+		ID: id, Topic: "orders", AggregateType: "order", AggregateID: key, EventType: "order.created.v1",
+		Payload: fmt.Appendf(nil, `{"event_id":%q,"data":{"key":%q}}`, id, key),
+	}
+}
+
+func write(t *testing.T, h Harness, events ...outbox.Event) {
+	t.Helper()
+	ctx := ctxT(t)
+	tx, err := h.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, tx.Add(ctx, events...))
+	require.NoError(t, tx.Commit(ctx))
+}
+
+// claimAll claims and marks published until nothing is left; it returns the
+// IDs in claim order.
+func claimAll(t *testing.T, h Harness) []uuid.UUID {
+	t.Helper()
+	ctx := ctxT(t)
+	var ids []uuid.UUID
+	for {
+		c, err := h.Store.Claim(ctx, store.ClaimParams{Owner: "test", Limit: 100, Lease: lease})
+		require.NoError(t, err)
+		if len(c.Records) == 0 {
+			return ids
+		}
+		batch := recIDs(c.Records)
+		n, err := h.Store.MarkPublished(ctx, c.Token, batch)
+		require.NoError(t, err)
+		require.Equal(t, len(batch), n)
+		ids = append(ids, batch...)
+	}
+}
+
+func recIDs(rs []store.Record) []uuid.UUID {
+	ids := make([]uuid.UUID, len(rs))
+	for i, r := range rs {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+func claim(t *testing.T, h Harness, limit int, l time.Duration) store.Claim {
+	t.Helper()
+	c, err := h.Store.Claim(ctxT(t), store.ClaimParams{Owner: "test", Limit: limit, Lease: l})
+	require.NoError(t, err)
+	return c
+}
+
+// P1: nothing from a rolled-back transaction, savepoint or failed statement;
+// absence is proven by a sentinel committed afterwards.
+func testAtomicWrites(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	committed, rolledBack, savepointed, failed, sentinel := ev("a"), ev("b"), ev("c"), ev("d"), ev("s")
+
+	write(t, h, committed)
+
+	tx, err := h.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, tx.Add(ctx, rolledBack))
+	require.NoError(t, tx.Rollback(ctx))
+
+	kept := ev("c")
+	tx, err = h.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, tx.Add(ctx, kept))
+	require.NoError(t, tx.Savepoint(ctx, "sp1"))
+	require.NoError(t, tx.Add(ctx, savepointed))
+	require.NoError(t, tx.RollbackTo(ctx, "sp1"))
+	require.NoError(t, tx.Commit(ctx))
+
+	// A statement that fails (the second event reuses the first one's ID)
+	// writes none of its events; the transaction then commits what it
+	// wrote before (or aborts, as PostgreSQL does).
+	tx, err = h.Begin(ctx)
+	require.NoError(t, err)
+	dup := failed
+	dup.Key = "d2"
+	require.Error(t, tx.Add(ctx, failed, dup))
+	_ = tx.Commit(ctx)
+
+	write(t, h, sentinel)
+	got := claimAll(t, h)
+	require.Equal(t, []uuid.UUID{committed.ID, kept.ID, sentinel.ID}, got)
+}
+
+func testValidationKeepsTxUsable(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	tx, err := h.Begin(ctx)
+	require.NoError(t, err)
+	bad := ev("a")
+	bad.Payload = []byte(`{"not json"`)
+	err = tx.Add(ctx, bad)
+	require.ErrorIs(t, err, outbox.ErrInvalidPayload)
+	require.ErrorIs(t, err, outbox.ErrInvalidEvent)
+	good := ev("a")
+	require.NoError(t, tx.Add(ctx, good))
+	require.NoError(t, tx.Commit(ctx))
+	require.Equal(t, []uuid.UUID{good.ID}, claimAll(t, h))
+}
+
+// A lower seq committed after a higher one is still claimed.
+func testOutOfOrderCommit(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	early, late := ev("k1"), ev("k2")
+	tx1, err := h.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, tx1.Add(ctx, early))
+	write(t, h, late)
+	require.Equal(t, []uuid.UUID{late.ID}, claimAll(t, h))
+	require.NoError(t, tx1.Commit(ctx))
+	require.Equal(t, []uuid.UUID{early.ID}, claimAll(t, h))
+}
+
+func testRoundTrip(t *testing.T, h Harness) {
+	e := ev("key-1")
+	e.Payload = []byte("{ \"b\": 1,\n  \"a\": [\"ü\", \"\\\\u0000\"] }")
+	e.Headers = map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "x": "y"}
+	unordered := outbox.Event{Topic: "audit", EventType: "audit.v1", Payload: []byte(`{}`), Unordered: true}
+	ctx := outbox.WithCorrelationID(ctxT(t), "corr-1")
+	tx, err := h.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, tx.Add(ctx, e, unordered))
+	require.NoError(t, tx.Commit(ctx))
+
+	c := claim(t, h, 10, lease)
+	require.Len(t, c.Records, 2)
+	r := c.Records[0]
+	require.Equal(t, e.ID, r.ID)
+	require.True(t, bytes.Equal(e.Payload, r.Payload), "payload bytes: %q", r.Payload)
+	require.Equal(t, "orders", r.Topic)
+	require.Equal(t, "key-1", r.Key)
+	require.Equal(t, "order", r.AggregateType)
+	require.Equal(t, "key-1", r.AggregateID)
+	require.Equal(t, "order.created.v1", r.EventType)
+	require.Equal(t, e.Headers["traceparent"], r.Headers["traceparent"])
+	require.Equal(t, "corr-1", r.Headers[outbox.HeaderCorrelationID])
+	require.Zero(t, r.Attempts)
+	require.False(t, r.Reclaimed)
+	require.WithinDuration(t, c.Now, r.CreatedAt, time.Minute)
+	u := c.Records[1]
+	require.Equal(t, "", u.Key)
+	require.Equal(t, "audit", u.Topic)
+	require.NotEmpty(t, u.Headers[outbox.HeaderCorrelationID], "a correlation ID is generated")
+	require.NotEqual(t, uuid.Nil, u.ID)
+}
+
+func testCallOrder(t *testing.T, h Harness) {
+	var events []outbox.Event
+	for i := range 20 {
+		events = append(events, ev(fmt.Sprintf("k%d", i%3)))
+	}
+	write(t, h, events...)
+	c := claim(t, h, 100, lease)
+	require.Len(t, c.Records, 20)
+	for i, r := range c.Records {
+		require.Equal(t, events[i].ID, r.ID)
+		if i > 0 {
+			require.Greater(t, r.Seq, c.Records[i-1].Seq)
+		}
+	}
+}
+
+func testConcurrentClaimers(t *testing.T, h Harness) {
+	const n = 600
+	var events []outbox.Event
+	for i := range n {
+		events = append(events, ev(fmt.Sprintf("k%d", i%40)))
+	}
+	for i := 0; i < n; i += 100 {
+		write(t, h, events[i:i+100]...)
+	}
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	seen := map[uuid.UUID]int{}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			empty := 0
+			for empty < 3 {
+				c, err := h.Store.Claim(ctx, store.ClaimParams{Owner: fmt.Sprint("w", w), Limit: 25, Lease: lease})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(c.Records) == 0 {
+					empty++
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				empty = 0
+				mu.Lock()
+				for _, r := range c.Records {
+					seen[r.ID]++
+				}
+				mu.Unlock()
+				if _, err := h.Store.MarkPublished(ctx, c.Token, recIDs(c.Records)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.Len(t, seen, n)
+	for id, k := range seen {
+		require.Equal(t, 1, k, "event %s claimed %d times", id, k)
+	}
+}
+
+// A key's later event is not claimed while an earlier one is leased; other
+// keys are.
+func testPerKeyBlocking(t *testing.T, h Harness) {
+	a1, a2, b1 := ev("a"), ev("a"), ev("b")
+	write(t, h, a1, a2, b1)
+	c1 := claim(t, h, 1, lease)
+	require.Equal(t, []uuid.UUID{a1.ID}, recIDs(c1.Records))
+	c2 := claim(t, h, 10, lease)
+	require.Equal(t, []uuid.UUID{b1.ID}, recIDs(c2.Records), "a2 must wait for a1")
+	_, err := h.Store.MarkPublished(ctxT(t), c1.Token, recIDs(c1.Records))
+	require.NoError(t, err)
+	c3 := claim(t, h, 10, lease)
+	require.Equal(t, []uuid.UUID{a2.ID}, recIDs(c3.Records))
+	// Several events of one key may share a batch.
+	a3, a4 := ev("a"), ev("a")
+	_, err = h.Store.MarkPublished(ctxT(t), c3.Token, recIDs(c3.Records))
+	require.NoError(t, err)
+	write(t, h, a3, a4)
+	require.Equal(t, []uuid.UUID{a3.ID, a4.ID}, recIDs(claim(t, h, 10, lease).Records))
+}
+
+func testLeaseExpiry(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	a, b := ev("a"), ev("a")
+	write(t, h, a, b)
+	first := claim(t, h, 1, 200*time.Millisecond)
+	require.Equal(t, []uuid.UUID{a.ID}, recIDs(first.Records))
+	require.Empty(t, claim(t, h, 10, lease).Records, "leased a blocks b")
+	time.Sleep(400 * time.Millisecond)
+	second := claim(t, h, 10, lease)
+	require.Equal(t, []uuid.UUID{a.ID, b.ID}, recIDs(second.Records))
+	require.True(t, second.Records[0].Reclaimed, "a was claimed before and never settled")
+	require.False(t, second.Records[1].Reclaimed)
+	require.NotEqual(t, first.Token, second.Token)
+
+	n, err := h.Store.MarkPublished(ctx, first.Token, []uuid.UUID{a.ID})
+	require.NoError(t, err)
+	require.Zero(t, n, "the old token is fenced off")
+	require.NoError(t, h.Store.Fail(ctx, first.Token, []store.Failure{{ID: a.ID, Err: "x", Park: true}}))
+	require.NoError(t, h.Store.Release(ctx, first.Token, []uuid.UUID{a.ID}, 0))
+	n, err = h.Store.MarkPublished(ctx, second.Token, []uuid.UUID{a.ID, b.ID})
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	st, err := h.Store.Stats(ctx)
+	require.NoError(t, err)
+	require.Zero(t, st.Parked, "a fenced Fail parks nothing")
+}
+
+func testBackoff(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	a, b, other := ev("a"), ev("a"), ev("z")
+	write(t, h, a, b)
+	c := claim(t, h, 1, lease)
+	require.NoError(t, h.Store.Fail(ctx, c.Token, []store.Failure{{ID: a.ID, Err: "boom", Delay: 400 * time.Millisecond}}))
+	write(t, h, other)
+	require.Equal(t, []uuid.UUID{other.ID}, recIDs(claim(t, h, 10, lease).Records), "a backs off and blocks b")
+	time.Sleep(500 * time.Millisecond)
+	again := claim(t, h, 10, lease)
+	require.Equal(t, []uuid.UUID{a.ID, b.ID}, recIDs(again.Records))
+	require.Equal(t, 1, again.Records[0].Attempts)
+	require.False(t, again.Records[0].Reclaimed, "a settled failure is not a possible duplicate")
+}
+
+func testParking(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	a, b, other := ev("a"), ev("a"), ev("z")
+	write(t, h, a, b, other)
+	c := claim(t, h, 1, lease)
+	require.NoError(t, h.Store.Fail(ctx, c.Token, []store.Failure{{ID: a.ID, Err: "poison", Park: true}}))
+	require.Equal(t, []uuid.UUID{other.ID}, recIDs(claim(t, h, 10, lease).Records), "parked a blocks b, not other keys")
+	st, err := h.Store.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Parked)
+	require.Equal(t, int64(2), st.Pending, "b and the claimed other are pending")
+}
+
+func testRelease(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	a, b := ev("a"), ev("b")
+	write(t, h, a, b)
+	c := claim(t, h, 10, lease)
+	require.NoError(t, h.Store.Release(ctx, c.Token, []uuid.UUID{a.ID}, 0))
+	require.NoError(t, h.Store.Release(ctx, c.Token, []uuid.UUID{b.ID}, 400*time.Millisecond))
+	again := claim(t, h, 10, lease)
+	require.Equal(t, []uuid.UUID{a.ID}, recIDs(again.Records))
+	require.Zero(t, again.Records[0].Attempts, "release counts no attempt")
+	require.False(t, again.Records[0].Reclaimed)
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, []uuid.UUID{b.ID}, recIDs(claim(t, h, 10, lease).Records))
+}
+
+func testCleanup(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	var published []outbox.Event
+	for i := range 5 {
+		published = append(published, ev(fmt.Sprint("p", i)))
+	}
+	write(t, h, published...)
+	require.Len(t, claimAll(t, h), 5)
+	parked, pending := ev("x"), ev("y")
+	write(t, h, parked)
+	c := claim(t, h, 10, lease)
+	require.NoError(t, h.Store.Fail(ctx, c.Token, []store.Failure{{ID: parked.ID, Err: "poison", Park: true}}))
+	write(t, h, pending)
+
+	n, err := h.Store.DeletePublished(ctx, time.Hour, 100)
+	require.NoError(t, err)
+	require.Zero(t, n, "younger than the retention")
+	require.NoError(t, h.AgePublished(ctx, 2*time.Hour))
+	n, err = h.Store.DeletePublished(ctx, time.Hour, 2)
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "bounded chunk")
+	n, err = h.Store.DeletePublished(ctx, time.Hour, 100)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	st, err := h.Store.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Pending)
+	require.Equal(t, int64(1), st.Parked)
+	require.Equal(t, []uuid.UUID{pending.ID}, claimAll(t, h))
+}
+
+func testStats(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	st, err := h.Store.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, store.Stats{}, st)
+	write(t, h, ev("a"), ev("b"))
+	time.Sleep(50 * time.Millisecond)
+	st, err = h.Store.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), st.Pending)
+	require.GreaterOrEqual(t, st.OldestPendingAge, 40*time.Millisecond)
+	require.Less(t, st.OldestPendingAge, time.Minute)
+}
+
+func testLegacyRows(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	data := `{"event_id": "6f1c1f4e-8a55-4bb4-9d0b-2a9c4d9a9d11", "event_type": "huleedu.file.essay.content.provisioned.v1", "correlation_id": "c-42", "data": {}, "topic": "huleedu.file.essay.content.provisioned.v1"}`
+	require.NoError(t, h.InsertLegacy(ctx, "file_upload", "f-1", "huleedu.file.essay.content.provisioned.v1", "f-1", data))
+	c := claim(t, h, 10, lease)
+	require.Len(t, c.Records, 1)
+	r := c.Records[0]
+	require.Equal(t, "huleedu.file.essay.content.provisioned.v1", r.Topic, "topic read from event_data")
+	require.Equal(t, "f-1", r.Key)
+	require.Equal(t, data, string(r.Payload))
+	require.NotEqual(t, uuid.Nil, r.ID)
+	require.Zero(t, r.Attempts)
+}
