@@ -26,7 +26,7 @@ import (
 	"text/template"
 )
 
-//go:embed postgres/*.sql
+//go:embed postgres/*.sql mysql/*.sql
 var files embed.FS
 
 // Dialect is a SQL dialect with its migrations.

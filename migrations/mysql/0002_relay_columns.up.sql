@@ -1,0 +1,36 @@
+-- What the relay needs on top of the seed's table. Rows that older writers
+-- insert with the seed's columns only get a seq, empty headers and no topic
+-- (the relay then reads event_data's "topic"). Rows already in the table get
+-- their seq in primary-key order.
+--
+-- MySQL and MariaDB commit DDL implicitly, so this step must be safe to
+-- re-run when it stopped before its version was recorded. Everything is one
+-- ALTER TABLE, which both servers apply completely or not at all, and it runs
+-- only while the table lacks the seq column. The guard is a prepared
+-- statement because MySQL 8 has no ADD COLUMN IF NOT EXISTS (MariaDB has).
+--
+-- No partial indexes: ix_<table>_unpublished (the claim's walk in seq order)
+-- and ix_<table>_held (the per-key probe for held rows) start with
+-- published_at, so pending rows form one contiguous range of each, and the
+-- janitor finds the oldest published rows through the same prefix.
+SET @outbox_ddl = IF(EXISTS(
+    SELECT 1 FROM information_schema.columns
+    WHERE table_schema = IF(LOCATE('.', '{{.Table}}') > 0, SUBSTRING_INDEX('{{.Table}}', '.', 1), DATABASE())
+      AND table_name = '{{.Name}}' AND column_name = 'seq'), 'DO 0', '
+ALTER TABLE {{.Table}}
+    ADD COLUMN seq             BIGINT NOT NULL AUTO_INCREMENT,
+    ADD COLUMN topic           VARCHAR(249) NULL DEFAULT NULL,
+    ADD COLUMN headers         LONGTEXT NOT NULL DEFAULT (''{}''),
+    ADD COLUMN next_attempt_at TIMESTAMP(6) NULL DEFAULT NULL,
+    ADD COLUMN lease_owner     TEXT NULL,
+    ADD COLUMN lease_token     CHAR(36) CHARACTER SET ascii COLLATE ascii_general_ci NULL DEFAULT NULL,
+    ADD COLUMN lease_until     TIMESTAMP(6) NULL DEFAULT NULL,
+    ADD COLUMN parked_at       TIMESTAMP(6) NULL DEFAULT NULL,
+    ADD CONSTRAINT ck_{{.Name}}_headers CHECK (JSON_VALID(headers)),
+    ADD UNIQUE INDEX ux_{{.Name}}_seq (seq),
+    DROP INDEX ix_{{.Name}}_unpublished,
+    ADD INDEX ix_{{.Name}}_unpublished (published_at, parked_at, seq),
+    ADD INDEX ix_{{.Name}}_held (published_at, event_key, seq)');
+PREPARE outbox_ddl FROM @outbox_ddl;
+EXECUTE outbox_ddl;
+DEALLOCATE PREPARE outbox_ddl;
