@@ -220,7 +220,11 @@ func (r *Relay) settle(ctx context.Context, token uuid.UUID, topic string, size 
 	defer cancel()
 	log := r.cfg.Logger
 	if len(o.published) > 0 {
-		n, err := r.store.MarkPublished(sctx, token, o.published)
+		var n int
+		err := retry(sctx, func() (err error) {
+			n, err = r.store.MarkPublished(sctx, token, o.published)
+			return err
+		})
 		switch {
 		case err != nil:
 			// The lease will expire and the events be published again; the
@@ -235,7 +239,7 @@ func (r *Relay) settle(ctx context.Context, token uuid.UUID, topic string, size 
 		r.published.Add(int64(len(o.published)))
 	}
 	if len(o.failures) > 0 {
-		if err := r.store.Fail(sctx, token, o.failures); err != nil {
+		if err := retry(sctx, func() error { return r.store.Fail(sctx, token, o.failures) }); err != nil {
 			log.Error("relay: record failures", "topic", topic, "count", len(o.failures), "err", err)
 		}
 		r.failed.Add(int64(len(o.failures) - o.parked))
@@ -253,7 +257,7 @@ func (r *Relay) settle(ctx context.Context, token uuid.UUID, topic string, size 
 		if len(rel.ids) == 0 {
 			continue
 		}
-		if err := r.store.Release(sctx, token, rel.ids, rel.delay); err != nil {
+		if err := retry(sctx, func() error { return r.store.Release(sctx, token, rel.ids, rel.delay) }); err != nil {
 			log.Error("relay: release", "topic", topic, "count", len(rel.ids), "err", err)
 		}
 		r.released.Add(int64(len(rel.ids)))
@@ -263,5 +267,25 @@ func (r *Relay) settle(ctx context.Context, token uuid.UUID, topic string, size 
 			Topic: topic, BatchSize: size, Published: len(o.published), Failed: len(o.failures) - o.parked,
 			Released: len(o.released) + len(o.delayed), Parked: o.parked, PossibleDuplicates: o.dups, Lags: o.lags,
 		})
+	}
+}
+
+// retry runs a settle step until it succeeds or ctx ends. Settle steps are
+// fenced by the lease token, so repeating one whose first run committed
+// without an answer does no harm; giving up instead would leave the events to
+// be published again once their lease expires.
+func retry(ctx context.Context, step func() error) error {
+	wait := 10 * time.Millisecond
+	for {
+		err := step()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
 	}
 }

@@ -6,38 +6,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/internal/testenv"
-	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/store/postgres"
 	"github.com/outboxkit/outbox/store/storetest"
 )
 
-// newStore returns a store over a fresh, migrated table that is dropped at
-// the end of the test.
-func newStore(t testing.TB) *postgres.Store {
-	t.Helper()
-	pool := testenv.Postgres(t)
-	table := testenv.Table("outbox")
-	db := stdlib.OpenDBFromPool(pool)
-	t.Cleanup(func() { db.Close() })
-	ctx := context.Background()
-	require.NoError(t, migrations.Up(ctx, db, migrations.PostgreSQL, table))
-	t.Cleanup(func() {
-		_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
-		_, _ = pool.Exec(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = $1", table)
-	})
-	st, err := postgres.New(pool, postgres.Config{Table: table})
-	require.NoError(t, err)
-	return st
-}
-
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
-		st := newStore(t)
+		st := testenv.PostgresStore(t, postgres.Config{})
 		pool := st.Pool()
 		return storetest.Harness{
 			Store: st,

@@ -1,0 +1,69 @@
+package outbox_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxkit/outbox"
+)
+
+type spellcheckInitiated struct {
+	BatchID  string   `json:"batch_id"`
+	EssayIDs []string `json:"essay_ids"`
+}
+
+// What a Python service publishes: EventEnvelope.model_dump(mode="json"),
+// with pydantic's UTC timestamp and metadata left null.
+const pythonEnvelope = `{"event_id": "8f14e45f-ceea-467a-9575-a1f6a2b5c1d3", "event_type": "huleedu.batch.spellcheck.initiated.v1", "event_timestamp": "2025-07-14T09:26:53.589793Z", "source_service": "batch_orchestrator_service", "schema_version": 1, "correlation_id": "0b5e7c39-6c4f-4a43-9d8c-5f8ee7c1a4f2", "data_schema_uri": null, "data": {"batch_id": "b-1", "essay_ids": ["e-1", "e-2"]}, "metadata": null}`
+
+func TestDecodePythonEnvelope(t *testing.T) {
+	t.Parallel()
+	env, err := outbox.DecodeEnvelope[spellcheckInitiated]([]byte(pythonEnvelope))
+	require.NoError(t, err)
+	require.Equal(t, uuid.MustParse("8f14e45f-ceea-467a-9575-a1f6a2b5c1d3"), env.EventID)
+	require.Equal(t, "huleedu.batch.spellcheck.initiated.v1", env.EventType)
+	require.Equal(t, time.Date(2025, 7, 14, 9, 26, 53, 589793000, time.UTC), env.EventTimestamp.UTC())
+	require.Equal(t, "batch_orchestrator_service", env.SourceService)
+	require.Equal(t, 1, env.SchemaVersion)
+	require.Equal(t, "0b5e7c39-6c4f-4a43-9d8c-5f8ee7c1a4f2", env.CorrelationID)
+	require.Equal(t, spellcheckInitiated{"b-1", []string{"e-1", "e-2"}}, env.Data)
+	require.Nil(t, env.Metadata)
+
+	// The offset form of isoformat() decodes too.
+	offset := `{"event_id":"8f14e45f-ceea-467a-9575-a1f6a2b5c1d3","event_timestamp":"2025-07-14T09:26:53.589793+00:00","data":{}}`
+	_, err = outbox.DecodeEnvelope[map[string]any]([]byte(offset))
+	require.NoError(t, err)
+}
+
+// What Go publishes has every field a Python EventEnvelope requires, with the
+// same names and JSON types.
+func TestEnvelopeEventForPython(t *testing.T) {
+	t.Parallel()
+	env := outbox.Envelope[spellcheckInitiated]{
+		EventType: "huleedu.batch.spellcheck.initiated.v1", SourceService: "batch_orchestrator_service",
+		CorrelationID: "corr-7", Data: spellcheckInitiated{"b-1", []string{"e-1"}},
+	}
+	e, err := env.Event("huleedu.batch.spellcheck.initiated.v1", "batch", "b-1")
+	require.NoError(t, err)
+	require.Equal(t, "b-1", e.Key)
+	require.Equal(t, "corr-7", e.Headers[outbox.HeaderCorrelationID])
+	require.Equal(t, env.EventType, e.EventType)
+
+	var wire map[string]any
+	require.NoError(t, json.Unmarshal(e.Payload, &wire))
+	for _, k := range []string{"event_id", "event_type", "event_timestamp", "source_service", "schema_version", "correlation_id", "data", "metadata"} {
+		require.Contains(t, wire, k)
+	}
+	require.Equal(t, e.ID.String(), wire["event_id"])
+	require.Equal(t, float64(1), wire["schema_version"], "schema_version defaults to 1")
+	ts, err := time.Parse(time.RFC3339Nano, wire["event_timestamp"].(string))
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now(), ts, time.Minute)
+	back, err := outbox.DecodeEnvelope[spellcheckInitiated](e.Payload)
+	require.NoError(t, err)
+	require.Equal(t, env.Data, back.Data)
+}

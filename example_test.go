@@ -1,0 +1,102 @@
+package outbox_test
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/migrations"
+	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/store/postgres"
+)
+
+type orderPlaced struct {
+	OrderID string `json:"order_id"`
+	Total   int    `json:"total_cents"`
+}
+
+// Write an event in the same transaction as the business row, and let a
+// relay publish it once the transaction committed.
+func Example() {
+	ctx := context.Background()
+	url := cmp.Or(os.Getenv("OUTBOX_POSTGRES_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+	table := "example_outbox"
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	if err := migrations.Up(ctx, db, migrations.PostgreSQL, table); err != nil {
+		panic(err)
+	}
+	defer migrations.Down(ctx, db, migrations.PostgreSQL, table) // drops the relay's columns
+	defer migrations.Down(ctx, db, migrations.PostgreSQL, table) // drops the table
+	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS example_orders (id text PRIMARY KEY, total int)`); err != nil {
+		panic(err)
+	}
+	defer pool.Exec(ctx, `DROP TABLE example_orders`)
+
+	st, err := postgres.New(pool, postgres.Config{Table: table})
+	if err != nil {
+		panic(err)
+	}
+
+	// The business transaction: the order row and its event commit together.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO example_orders VALUES ('order-1', 4200)`); err != nil {
+		panic(err)
+	}
+	event, err := outbox.Envelope[orderPlaced]{
+		EventType: "order.placed.v1", SourceService: "shop", Data: orderPlaced{"order-1", 4200},
+	}.Event("orders", "order", "order-1")
+	if err != nil {
+		panic(err)
+	}
+	if err := st.AddTx(ctx, tx, event); err != nil {
+		panic(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		panic(err)
+	}
+
+	// The relay publishes to any Watermill publisher; here an in-memory one.
+	pubsub := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	defer pubsub.Close()
+	messages, err := pubsub.Subscribe(ctx, "orders")
+	if err != nil {
+		panic(err)
+	}
+	r, err := relay.New(st, broker.NewWatermill(pubsub), relay.Config{})
+	if err != nil {
+		panic(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(runCtx) }()
+
+	select {
+	case msg := <-messages:
+		msg.Ack()
+		env, _ := outbox.DecodeEnvelope[orderPlaced](msg.Payload)
+		fmt.Println(msg.Metadata.Get(outbox.HeaderEventType), env.Data.OrderID, env.Data.Total, msg.UUID == event.ID.String())
+	case <-time.After(10 * time.Second):
+		fmt.Println("timed out")
+	}
+	stop()
+	<-done
+	// Output: order.placed.v1 order-1 4200 true
+}
