@@ -9,6 +9,7 @@ ALTER TABLE {{.Table}}
     ADD INDEX ix_{{.Name}}_unpublished (published_at, created_at),
     DROP INDEX ux_{{.Name}}_seq,
     DROP CONSTRAINT ck_{{.Name}}_headers,
+    DROP COLUMN held,
     DROP COLUMN parked_at,
     DROP COLUMN lease_until,
     DROP COLUMN lease_token,

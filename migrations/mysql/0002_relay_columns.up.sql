@@ -10,9 +10,12 @@
 -- statement because MySQL 8 has no ADD COLUMN IF NOT EXISTS (MariaDB has).
 --
 -- No partial indexes: ix_<table>_unpublished (the claim's walk in seq order)
--- and ix_<table>_held (the per-key probe for held rows) start with
--- published_at, so pending rows form one contiguous range of each, and the
--- janitor finds the oldest published rows through the same prefix.
+-- and ix_<table>_held (the per-key probe) start with published_at, so pending
+-- rows form one contiguous range of each, and the janitor finds the oldest
+-- published rows through the same prefix. The held column stands in for
+-- PostgreSQL's partial-index predicate: rows that may block later rows of
+-- their key (leased, backing off or parked) form their own range per key, so
+-- the probe skips the unheld rows of a hot key instead of reading each.
 SET @outbox_ddl = IF(EXISTS(
     SELECT 1 FROM information_schema.columns
     WHERE table_schema = IF(LOCATE('.', '{{.Table}}') > 0, SUBSTRING_INDEX('{{.Table}}', '.', 1), DATABASE())
@@ -26,11 +29,12 @@ ALTER TABLE {{.Table}}
     ADD COLUMN lease_token     CHAR(36) CHARACTER SET ascii COLLATE ascii_general_ci NULL DEFAULT NULL,
     ADD COLUMN lease_until     TIMESTAMP(6) NULL DEFAULT NULL,
     ADD COLUMN parked_at       TIMESTAMP(6) NULL DEFAULT NULL,
+    ADD COLUMN held            TINYINT AS (lease_until IS NOT NULL OR next_attempt_at IS NOT NULL OR parked_at IS NOT NULL) STORED,
     ADD CONSTRAINT ck_{{.Name}}_headers CHECK (JSON_VALID(headers)),
     ADD UNIQUE INDEX ux_{{.Name}}_seq (seq),
     DROP INDEX ix_{{.Name}}_unpublished,
     ADD INDEX ix_{{.Name}}_unpublished (published_at, parked_at, seq),
-    ADD INDEX ix_{{.Name}}_held (published_at, event_key, seq)');
+    ADD INDEX ix_{{.Name}}_held (published_at, event_key, held, seq)');
 PREPARE outbox_ddl FROM @outbox_ddl;
 EXECUTE outbox_ddl;
 DEALLOCATE PREPARE outbox_ddl;

@@ -41,8 +41,9 @@ func newStatements(table string) statements {
 		insert: r.Replace(`INSERT INTO {t} (id, topic, event_key, aggregate_type, aggregate_id, event_type, event_data, headers) VALUES `),
 		// A row is claimable when pending, not leased, past its backoff, and no
 		// earlier row of its key is held (leased, backing off or parked). The
-		// walk follows ix_<table>_unpublished in seq order; the probe follows
-		// ix_<table>_held. The probe is a subquery, so it is a consistent read
+		// walk follows ix_<table>_unpublished in seq order; the probe reads
+		// only the held rows of the key through ix_<table>_held, so it stays
+		// O(1) per row even for a hot key with a deep backlog. The probe is a subquery, so it is a consistent read
 		// of the statement's snapshot, not a locking one: SKIP LOCKED skips
 		// candidate rows only, never the rows that block them. The row is
 		// read with everything the relay needs, since nothing can change it
@@ -56,7 +57,7 @@ WHERE o.published_at IS NULL AND o.parked_at IS NULL
   AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= NOW(6))
   AND (o.event_key IS NULL OR NOT EXISTS (
 	SELECT 1 FROM {t} b
-	WHERE b.published_at IS NULL AND b.event_key = o.event_key AND b.seq < o.seq
+	WHERE b.published_at IS NULL AND b.event_key = o.event_key AND b.held = 1 AND b.seq < o.seq
 	  AND (b.lease_until > NOW(6) OR b.next_attempt_at > NOW(6) OR b.parked_at IS NOT NULL)))
 ORDER BY o.seq
 LIMIT ?
