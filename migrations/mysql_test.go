@@ -1,0 +1,175 @@
+package migrations_test
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxkit/outbox/internal/testenv"
+	"github.com/outboxkit/outbox/migrations"
+)
+
+// mysqlTable returns a database and a fresh table name whose table and
+// version rows are dropped at the end of the test.
+func mysqlTable(t *testing.T) (*sql.DB, string, context.Context) {
+	t.Helper()
+	db := testenv.MySQL(t)
+	table := testenv.Table("mig")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(func() {
+		cancel()
+		_, _ = db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+table)
+		_, _ = db.ExecContext(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = ?", table)
+	})
+	return db, table, ctx
+}
+
+func applied(t *testing.T, ctx context.Context, db *sql.DB, table string) []int {
+	t.Helper()
+	st, err := migrations.List(ctx, db, migrations.MySQL, table)
+	require.NoError(t, err)
+	var vs []int
+	for _, s := range st {
+		if s.Applied {
+			vs = append(vs, s.Version)
+		}
+	}
+	return vs
+}
+
+// indexColumns returns the columns of index in order, "" if it does not exist.
+func indexColumns(t *testing.T, ctx context.Context, db *sql.DB, table, index string) string {
+	t.Helper()
+	var cols sql.NullString
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT GROUP_CONCAT(column_name ORDER BY seq_in_index)
+		FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ?`,
+		table, index).Scan(&cols))
+	return cols.String
+}
+
+func hasColumn(t *testing.T, ctx context.Context, db *sql.DB, table, column string) bool {
+	t.Helper()
+	var n int
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.columns
+		WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?`, table, column).Scan(&n))
+	return n == 1
+}
+
+func requireRelaySchema(t *testing.T, ctx context.Context, db *sql.DB, table string) {
+	t.Helper()
+	require.Equal(t, []int{1, 2}, applied(t, ctx, db, table))
+	for _, c := range []string{"seq", "topic", "headers", "next_attempt_at", "lease_owner", "lease_token", "lease_until", "parked_at", "held"} {
+		require.True(t, hasColumn(t, ctx, db, table, c), "column %s", c)
+	}
+	require.Equal(t, "published_at,parked_at,seq", indexColumns(t, ctx, db, table, "ix_"+table+"_unpublished"))
+	require.Equal(t, "published_at,event_key,held,seq", indexColumns(t, ctx, db, table, "ix_"+table+"_held"))
+	require.Equal(t, "aggregate_type,aggregate_id", indexColumns(t, ctx, db, table, "ix_"+table+"_aggregate"))
+	require.Equal(t, "event_type", indexColumns(t, ctx, db, table, "ix_"+table+"_event_type"))
+}
+
+func TestMySQLUpIsIdempotent(t *testing.T) {
+	t.Parallel()
+	db, table, ctx := mysqlTable(t)
+	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
+	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
+	requireRelaySchema(t, ctx, db, table)
+}
+
+// DDL commits implicitly on MySQL: a step that ran but whose version was
+// not recorded (the process stopped in between) runs again without error.
+func TestMySQLStepsRerun(t *testing.T) {
+	t.Parallel()
+	db, table, ctx := mysqlTable(t)
+	ms := mustMigrations(t)
+	require.Len(t, ms, 2)
+	// The guards keep session state (a user variable, a prepared
+	// statement), so the statements run on one connection, as Up runs them.
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	run := func(m migrations.Migration, up bool) {
+		stmts, err := m.SQL(table, up)
+		require.NoError(t, err)
+		for range 2 {
+			for _, q := range stmts {
+				_, err := conn.ExecContext(ctx, q)
+				require.NoError(t, err, q)
+			}
+		}
+	}
+	run(ms[0], true)
+	run(ms[1], true)
+	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
+	requireRelaySchema(t, ctx, db, table)
+	run(ms[1], false)
+	require.False(t, hasColumn(t, ctx, db, table, "seq"))
+}
+
+// Down then up again, with a row written by an older writer in between: the
+// seed's table is adopted and its rows keep working.
+func TestMySQLDownThenUp(t *testing.T) {
+	t.Parallel()
+	db, table, ctx := mysqlTable(t)
+	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
+
+	require.NoError(t, migrations.Down(ctx, db, migrations.MySQL, table))
+	require.Equal(t, []int{1}, applied(t, ctx, db, table))
+	require.False(t, hasColumn(t, ctx, db, table, "seq"))
+	require.False(t, hasColumn(t, ctx, db, table, "held"))
+	require.Equal(t, "published_at,created_at", indexColumns(t, ctx, db, table, "ix_"+table+"_unpublished"))
+	require.Empty(t, indexColumns(t, ctx, db, table, "ix_"+table+"_held"))
+
+	require.NoError(t, migrations.Down(ctx, db, migrations.MySQL, table))
+	require.Empty(t, applied(t, ctx, db, table))
+	var n int
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables
+		WHERE table_schema = DATABASE() AND table_name = ?`, table).Scan(&n))
+	require.Zero(t, n, "down from version 1 drops the table")
+
+	stmts, err := mustMigrations(t)[0].SQL(table, true)
+	require.NoError(t, err)
+	for _, q := range stmts {
+		_, err := db.ExecContext(ctx, q)
+		require.NoError(t, err)
+	}
+	_, err = db.ExecContext(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, event_data)
+		VALUES ('order', 'o-1', 'order.created.v1', 'o-1', '{"topic":"orders"}')`)
+	require.NoError(t, err)
+
+	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
+	requireRelaySchema(t, ctx, db, table)
+	var seq int64
+	var headers string
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT seq, headers FROM "+table).Scan(&seq, &headers))
+	require.Equal(t, int64(1), seq)
+	require.Equal(t, "{}", headers)
+}
+
+func mustMigrations(t *testing.T) []migrations.Migration {
+	t.Helper()
+	ms, err := migrations.MySQL.Migrations()
+	require.NoError(t, err)
+	return ms
+}
+
+func TestMySQLConcurrentUp(t *testing.T) {
+	t.Parallel()
+	db, table, ctx := mysqlTable(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { errs[i] = migrations.Up(ctx, db, migrations.MySQL, table) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	requireRelaySchema(t, ctx, db, table)
+	var n int
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox_migrations WHERE table_name = ?", table).Scan(&n))
+	require.Equal(t, 2, n, "each version recorded once")
+}
