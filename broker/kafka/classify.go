@@ -48,7 +48,7 @@ var unreachableErrors = []error{
 func classify(err error) error {
 	for _, target := range permanentErrors {
 		if errors.Is(err, target) {
-			return fmt.Errorf("%w: produce: %w", outbox.ErrPermanent, err)
+			return fmt.Errorf("%w: %w", outbox.ErrPermanent, err)
 		}
 	}
 	var netErr net.Error
@@ -57,7 +57,7 @@ func classify(err error) error {
 		unreachable = unreachable || errors.Is(err, target)
 	}
 	if unreachable {
-		return fmt.Errorf("%w: produce: %w", outbox.ErrUnreachable, err)
+		return fmt.Errorf("%w: %w", outbox.ErrUnreachable, err)
 	}
-	return fmt.Errorf("produce: %w", err)
+	return err
 }

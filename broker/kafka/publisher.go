@@ -126,7 +126,8 @@ func (p *Publisher) Publish(ctx context.Context, msgs []*outbox.Message) []error
 		if err == nil {
 			size = pm.ByteSize(2) // record batch format v2
 		}
-		if len(wave) > 0 && waveBytes+size >= p.maxBytes {
+		fits := err == nil && size <= p.maxBytes
+		if fits && len(wave) > 0 && waveBytes+size >= p.maxBytes {
 			c.send(wave)
 			wave, waveBytes = nil, recordBatchOverhead
 		}
@@ -250,7 +251,7 @@ func (c *call) send(wave []int) {
 		case tooLarge[partition{c.msgs[i].Topic, r.partition}] > 1:
 			again = append(again, i)
 		default:
-			c.fail(i, classify(r.err))
+			c.fail(i, classify(fmt.Errorf("produce: %w", r.err)))
 		}
 	}
 	for _, i := range again {

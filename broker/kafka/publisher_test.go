@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -393,6 +394,16 @@ func TestLostAcksNoDuplicates(t *testing.T) {
 			require.Equal(t, 1, seen[m.ID.String()], "published message %d is on the topic", i)
 		}
 	}
+}
+
+func TestNewWithoutBroker(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	_, err = kafka.New(kafka.Config{Brokers: []string{addr}})
+	require.ErrorIs(t, err, outbox.ErrUnreachable)
 }
 
 func TestCanceledContext(t *testing.T) {
