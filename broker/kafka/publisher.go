@@ -27,7 +27,14 @@ var errClosed = errors.New("kafka publisher closed")
 // each wave is one produce request per broker, and each partition's share of
 // it one record batch, which Kafka appends or rejects as a whole. That is
 // what keeps per-key order: same-key messages share a partition, hence a
-// batch, hence a fate. A later wave only sends keys that have not failed.
+// batch, hence a fate. A later wave only sends keys that have not failed. A
+// batch the broker finds too large is sent again message by message, so that
+// only the message that is too large by itself fails permanently.
+//
+// sarama closes a batch 5 ms after its first message. Should handing over a
+// wave take longer, a partition's share can be split over two requests, and
+// the second can be appended after the first failed; its messages are then
+// reported as published, since they are, and the key's order is broken.
 type Publisher struct {
 	producer sarama.AsyncProducer
 	maxBytes int
