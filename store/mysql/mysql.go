@@ -24,7 +24,10 @@
 // transaction starts and released after it commits, so every claimer sees the
 // leases of the one before: that is what keeps per-key order with several
 // relays. MariaDB has no UPDATE ... RETURNING, so a claim selects its rows
-// FOR UPDATE SKIP LOCKED, leases them with one UPDATE and commits.
+// FOR UPDATE SKIP LOCKED, drops those that would overtake an earlier row of
+// their key that the select skipped (InnoDB's locking reads see rows
+// committed after the statement's snapshot; see statements.go), leases the
+// rest with one UPDATE and commits.
 package mysql
 
 import (

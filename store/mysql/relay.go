@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -114,6 +115,9 @@ func (s *Store) claim(ctx context.Context, conn *sql.Conn, p store.ClaimParams, 
 	if err := rows.Err(); err != nil {
 		return c, fmt.Errorf("claim: %w", err)
 	}
+	if c.Records, err = s.inKeyOrder(ctx, tx, c.Records); err != nil {
+		return store.Claim{Token: token}, err
+	}
 	if len(c.Records) == 0 {
 		// Nothing to lease; the deferred rollback ends the transaction.
 		return c, nil
@@ -129,6 +133,55 @@ func (s *Store) claim(ctx context.Context, conn *sql.Conn, p store.ClaimParams, 
 		return store.Claim{Token: token}, fmt.Errorf("claim: commit: %w", err)
 	}
 	return c, nil
+}
+
+// inKeyOrder returns recs without the rows that an earlier pending row of
+// their key, not among recs, must precede (see statements.overtaking).
+func (s *Store) inKeyOrder(ctx context.Context, tx *sql.Tx, recs []store.Record) ([]store.Record, error) {
+	var keys, ids []any
+	seen := map[string]bool{}
+	var last int64
+	for _, r := range recs {
+		if r.Key != "" && !seen[r.Key] {
+			seen[r.Key] = true
+			keys = append(keys, r.Key)
+		}
+		ids = append(ids, r.ID.String())
+		last = max(last, r.Seq)
+	}
+	if len(keys) == 0 {
+		return recs, nil
+	}
+	q := strings.NewReplacer("{keys}", placeholders("?", len(keys)), "{ids}", placeholders("?", len(ids))).Replace(s.sql.overtaking)
+	args := append(append(keys, last), ids...)
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("claim: key order: %w", err)
+	}
+	defer rows.Close()
+	first := map[string]int64{}
+	for rows.Next() {
+		var key string
+		var seq int64
+		if err := rows.Scan(&key, &seq); err != nil {
+			return nil, fmt.Errorf("claim: key order: %w", err)
+		}
+		first[key] = seq
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim: key order: %w", err)
+	}
+	if len(first) == 0 {
+		return recs, nil
+	}
+	kept := recs[:0]
+	for _, r := range recs {
+		if seq, ok := first[r.Key]; ok && r.Seq > seq {
+			continue
+		}
+		kept = append(kept, r)
+	}
+	return kept, nil
 }
 
 // MarkPublished implements [store.Store].

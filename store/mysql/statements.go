@@ -7,7 +7,8 @@ import "strings"
 // [inList]; MySQL has no array parameters.
 type statements struct {
 	insert                 string
-	claim, lease           string
+	claim, overtaking      string
+	lease                  string
 	mark, fail, release    string
 	deletePublished, stats string
 }
@@ -62,6 +63,18 @@ WHERE o.published_at IS NULL AND o.parked_at IS NULL
 ORDER BY o.seq
 LIMIT ?
 FOR UPDATE SKIP LOCKED`),
+		// The claim's walk reads the latest committed rows (a locking read) but
+		// its probe reads the statement's snapshot: an earlier row of a key
+		// that the walk skipped (locked, or not yet committed when the walk
+		// passed it) can be invisible to the probe while a later row of the
+		// key, committed since, is taken. PostgreSQL's locking reads see only
+		// the snapshot and have no such gap. This second statement, with a
+		// fresh snapshot that contains everything the walk saw, finds for
+		// each key of the claim the first pending row that the claim did not
+		// take; the claim gives up its rows of that key after it.
+		overtaking: r.Replace(`SELECT event_key, MIN(seq) FROM {t}
+WHERE published_at IS NULL AND event_key IN ({keys}) AND seq < ? AND id NOT IN ({ids})
+GROUP BY event_key`),
 		lease: r.Replace(`UPDATE {t} SET lease_owner = ?, lease_token = ?, lease_until = NOW(6) + INTERVAL ? MICROSECOND
 WHERE id IN ({ids})`),
 		mark: r.Replace(`UPDATE {t} SET published_at = NOW(6), lease_owner = NULL, lease_token = NULL, lease_until = NULL
