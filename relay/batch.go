@@ -39,7 +39,8 @@ func (r *Relay) handle(ctx, work context.Context, claim store.Claim) time.Durati
 				o.dups++
 			}
 		}
-		r.duplicates.Add(int64(o.dups))
+		r.duplicates.Add(int64(o.dups)) // before publishing: a crash must not lose the count
+		reclaimed := o.dups
 		switch {
 		case !outbox.ValidTopic(topic):
 			for _, m := range msgs {
@@ -55,6 +56,7 @@ func (r *Relay) handle(ctx, work context.Context, claim store.Claim) time.Durati
 		default:
 			var unreachable bool
 			o, unreachable = r.publish(work, msgs, o)
+			r.duplicates.Add(int64(o.dups - reclaimed))
 			if unreachable {
 				r.breakerTrips++
 				pause = backoff(r.cfg.ErrorRetryInterval, r.cfg.MaxBackoff, r.breakerTrips)
@@ -146,18 +148,30 @@ func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (outcom
 			errs[i] = err
 		}
 	}
-	allUnreachable := errs != nil && r.onlyUnreachable(errs)
+	// A publish that ran into the relay's own deadline met a broker that
+	// does not answer (blackholed, or stalled): like an unreachable one, it
+	// must not use up attempts.
+	timedOut := errors.Is(pubCtx.Err(), context.DeadlineExceeded) && work.Err() == nil
+	allUnreachable := errs != nil && (timedOut || r.onlyUnreachable(errs))
 	for i, m := range msgs {
 		var err error
 		if errs != nil {
 			err = errs[i]
 		}
+		if err != nil && uncertain(err) {
+			// The broker may have appended the message before the error
+			// (a lost ack, a timeout): publishing it again may duplicate it.
+			o.dups++
+		}
 		switch {
 		case err == nil:
 			o.published = append(o.published, m.ID)
+		case errors.Is(err, outbox.ErrSkipped):
+			o.released = append(o.released, m.ID)
 		case allUnreachable:
 			o.delayed = append(o.delayed, m.ID)
-		case errors.Is(err, outbox.ErrSkipped), errors.Is(err, context.Canceled) && work.Err() != nil:
+		case work.Err() != nil:
+			// Shutdown cut the publish short.
 			o.released = append(o.released, m.ID)
 		case errors.Is(err, outbox.ErrPermanent):
 			o.failures = append(o.failures, store.Failure{ID: m.ID, Err: err.Error(), Park: true})
@@ -173,6 +187,13 @@ func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (outcom
 		}
 	}
 	return o, allUnreachable
+}
+
+// uncertain reports whether a failed message may have reached the broker
+// all the same: everything but a skip (never sent) and a permanent rejection
+// (refused by the broker).
+func uncertain(err error) bool {
+	return !errors.Is(err, outbox.ErrSkipped) && !errors.Is(err, outbox.ErrPermanent)
 }
 
 // onlyUnreachable reports whether no message went out and every failure is

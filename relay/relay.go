@@ -60,11 +60,13 @@ type Stats struct {
 	// Released counts events put back without counting an attempt.
 	Released int64
 	Parked   int64
-	// PossibleDuplicates counts events this relay published that may have
-	// been published before: re-claimed after an earlier claim never settled
-	// (its relay crashed or stalled past the lease), or published after this
-	// relay's own lease was lost. Duplicates on the broker never exceed the
-	// sum of this counter over all relays.
+	// PossibleDuplicates counts events that may reach the broker more than
+	// once because of an uncertain step: re-claimed after an earlier claim
+	// never settled (its relay crashed or stalled past the lease), published
+	// after this relay's own lease was lost, or failed in a way that does not
+	// rule out that the broker appended them (a timeout, a lost ack), so
+	// that they will be published again. Duplicates on the broker never
+	// exceed the sum of this counter over all relays.
 	PossibleDuplicates int64
 }
 

@@ -1,0 +1,252 @@
+// Command quickstart shows the outbox end to end: orders and their events are
+// written in PostgreSQL transactions (some rolled back on purpose), a relay
+// publishes the committed events to Kafka, and a Watermill router consumes
+// them. It exits by itself with a summary, non-zero if a committed event was
+// lost or a rolled-back one was seen.
+//
+// Without configuration it uses PostgreSQL on 127.0.0.1 and starts an
+// embedded development Kafka broker. OUTBOX_POSTGRES_URL and
+// OUTBOX_KAFKA_BROKERS (comma-separated) point it at real ones.
+//
+//	go run ./examples/quickstart
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/broker/kafka"
+	"github.com/outboxkit/outbox/broker/kafka/devkafka"
+	"github.com/outboxkit/outbox/migrations"
+	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/store/postgres"
+)
+
+const (
+	topic  = "quickstart.orders"
+	orders = 20
+)
+
+// OrderPlaced is the event's data.
+type OrderPlaced struct {
+	OrderID    string `json:"order_id"`
+	TotalCents int    `json:"total_cents"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "quickstart:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// 1. PostgreSQL: the outbox table through migrations, and a business table.
+	pgURL := cmp.Or(os.Getenv("OUTBOX_POSTGRES_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	pool, err := pgxpool.New(ctx, pgURL)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres at %s: %w (is PostgreSQL running? set OUTBOX_POSTGRES_URL)", redact(pgURL), err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	if err := migrations.Up(ctx, db, migrations.PostgreSQL, migrations.DefaultTable); err != nil {
+		return err
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS quickstart_orders (
+		id TEXT PRIMARY KEY, total_cents INT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil {
+		return err
+	}
+	st, err := postgres.New(pool, postgres.Config{})
+	if err != nil {
+		return err
+	}
+
+	// 2. Kafka: a real cluster, or the embedded development broker.
+	brokers := strings.Split(os.Getenv("OUTBOX_KAFKA_BROKERS"), ",")
+	if brokers[0] == "" {
+		dev, err := devkafka.New(devkafka.Config{})
+		if err != nil {
+			return err
+		}
+		defer dev.Close()
+		brokers = []string{dev.Addr()}
+		fmt.Println("embedded development Kafka broker on", dev.Addr())
+	}
+	pub, err := kafka.New(kafka.Config{Brokers: brokers})
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+
+	// 3. A Watermill router consumes the topic, as the services downstream do.
+	run := outbox.NewID().String()[:8]
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	received := make(chan struct{}, orders)
+	router, err := consumer(brokers, "quickstart-"+run, func(msg *message.Message) error {
+		env, err := outbox.DecodeEnvelope[OrderPlaced](msg.Payload)
+		if err != nil || env.Metadata["run"] != run {
+			return nil // an event of an earlier run
+		}
+		fmt.Printf("  consumed %s %s (key %s, correlation %s)\n", env.EventType, env.Data.OrderID,
+			msg.Metadata.Get(outbox.HeaderAggregateID), msg.Metadata.Get(outbox.HeaderCorrelationID))
+		mu.Lock()
+		first := !seen[msg.UUID]
+		seen[msg.UUID] = true
+		mu.Unlock()
+		if first {
+			received <- struct{}{}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	go func() { _ = router.Run(ctx) }()
+	defer router.Close()
+	<-router.Running()
+
+	// 4. The relay, in this process: it is woken by each commit.
+	r, err := relay.New(st, pub, relay.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return err
+	}
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	defer stopRelay()
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- r.Run(relayCtx) }()
+
+	// 5. Write orders; every fourth transaction rolls back on purpose.
+	committed, rolledBack := map[string]bool{}, map[string]bool{}
+	for i := 1; i <= orders; i++ {
+		id, err := placeOrder(ctx, pool, st, run, i, i%4 == 0)
+		if err != nil {
+			return err
+		}
+		if i%4 == 0 {
+			rolledBack[id] = true
+			fmt.Printf("wrote order-%d and rolled it back\n", i)
+		} else {
+			committed[id] = true
+			fmt.Printf("wrote order-%d and committed\n", i)
+		}
+	}
+
+	// 6. Wait for every committed event, then a moment more for strays.
+	deadline := time.After(30 * time.Second)
+	for n := 0; n < len(committed); n++ {
+		select {
+		case <-received:
+		case <-deadline:
+			n = len(committed)
+		}
+	}
+	time.Sleep(time.Second)
+	stopRelay()
+	if err := <-relayDone; err != nil {
+		return err
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	published, lost, leaked := 0, 0, 0
+	for id := range committed {
+		if seen[id] {
+			published++
+		} else {
+			lost++
+		}
+	}
+	for id := range rolledBack {
+		if seen[id] {
+			leaked++
+		}
+	}
+	fmt.Printf("\npublished %d, rolled back %d, never seen %d", published, len(rolledBack), len(rolledBack)-leaked)
+	fmt.Printf(" (relay: %+v)\n", r.Stats())
+	if lost > 0 || leaked > 0 {
+		return fmt.Errorf("%d committed events lost, %d rolled-back events published", lost, leaked)
+	}
+	return nil
+}
+
+// placeOrder writes an order and its event in one transaction, and commits
+// it unless rollback is set. It returns the event ID.
+func placeOrder(ctx context.Context, pool *pgxpool.Pool, st *postgres.Store, run string, i int, rollback bool) (string, error) {
+	orderID := fmt.Sprintf("%s-order-%d", run, i)
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `INSERT INTO quickstart_orders (id, total_cents) VALUES ($1, $2)`, orderID, 100*i); err != nil {
+		return "", err
+	}
+	event, err := outbox.Envelope[OrderPlaced]{
+		EventType:     "shop.order.placed.v1",
+		SourceService: "quickstart",
+		Data:          OrderPlaced{OrderID: orderID, TotalCents: 100 * i},
+		Metadata:      map[string]any{"run": run},
+	}.Event(topic, "order", orderID)
+	if err != nil {
+		return "", err
+	}
+	if err := st.AddTx(ctx, tx, event); err != nil {
+		return "", err
+	}
+	if rollback {
+		return event.ID.String(), tx.Rollback(ctx)
+	}
+	return event.ID.String(), tx.Commit(ctx)
+}
+
+// consumer returns a router whose handler reads topic with a Watermill Kafka
+// subscriber in its own consumer group, from the oldest offset.
+func consumer(brokers []string, group string, handle func(*message.Message) error) (*message.Router, error) {
+	logger := watermill.NopLogger{}
+	cfg := wkafka.DefaultSaramaSubscriberConfig()
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
+		Brokers: brokers, Unmarshaler: wkafka.DefaultMarshaler{}, OverwriteSaramaConfig: cfg, ConsumerGroup: group,
+	}, logger)
+	if err != nil {
+		return nil, err
+	}
+	router, err := message.NewRouter(message.RouterConfig{}, logger)
+	if err != nil {
+		return nil, err
+	}
+	router.AddConsumerHandler("print-orders", topic, sub, handle)
+	return router, nil
+}
+
+// redact hides a password in a URL for error messages.
+func redact(u string) string {
+	if at := strings.LastIndex(u, "@"); at > 0 {
+		if scheme := strings.Index(u, "://"); scheme > 0 && strings.Contains(u[scheme+3:at], ":") {
+			return u[:scheme+3] + "***" + u[at:]
+		}
+	}
+	return u
+}

@@ -1,0 +1,171 @@
+package e2e_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/broker/kafka"
+	"github.com/outboxkit/outbox/internal/faulttest"
+	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/store/postgres"
+)
+
+// The test binary runs as a relay child process when this variable is set.
+const childEnv = "OUTBOX_E2E_RELAY_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		if err := childRelay(); err != nil {
+			fmt.Fprintln(os.Stderr, "child relay:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// childRelay runs a relay from the environment until SIGTERM. Before each
+// publish it prints "dups N", its possible-duplicate counter, so the parent
+// knows every duplicate this process counted before it could have caused one,
+// even if it is SIGKILLed right after.
+func childRelay() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	pool, err := pgxpool.New(ctx, os.Getenv("OUTBOX_POSTGRES_URL"))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	st, err := postgres.New(pool, postgres.Config{Table: os.Getenv("E2E_TABLE")})
+	if err != nil {
+		return err
+	}
+	kp, err := kafka.New(kafka.Config{Brokers: []string{os.Getenv("E2E_BROKER")}})
+	if err != nil {
+		return err
+	}
+	defer kp.Close()
+	var pub broker.Publisher = kp
+	if rate, _ := strconv.ParseFloat(os.Getenv("E2E_FAIL_RATE"), 64); rate > 0 {
+		pub = faulttest.NewFlaky(kp, rate, uint64(os.Getpid()))
+	}
+	rep := &dupReporter{}
+	cfg := childConfig()
+	cfg.Owner = fmt.Sprint("child-", os.Getpid())
+	cfg.Tracer = rep
+	r, err := relay.New(st, pub, cfg)
+	if err != nil {
+		return err
+	}
+	rep.r = r
+	fmt.Println("ready")
+	err = r.Run(ctx)
+	rep.report()
+	return err
+}
+
+func childConfig() relay.Config {
+	return relay.Config{
+		BatchSize:          200,
+		PollInterval:       20 * time.Millisecond,
+		Lease:              2 * time.Second,
+		ErrorRetryInterval: 10 * time.Millisecond,
+		MaxBackoff:         200 * time.Millisecond,
+		MaxRetries:         1000,
+	}
+}
+
+type dupReporter struct{ r *relay.Relay }
+
+func (d *dupReporter) report() {
+	fmt.Printf("dups %d\n", d.r.Stats().PossibleDuplicates)
+}
+
+func (d *dupReporter) TracePublishStart(ctx context.Context, _ outbox.TracePublishStartData) context.Context {
+	d.report() // os.Stdout is unbuffered: the line is out before the publish
+	return ctx
+}
+
+func (d *dupReporter) TracePublishEnd(context.Context, outbox.TracePublishEndData) {}
+
+// child is a running relay child process.
+type child struct {
+	cmd  *exec.Cmd
+	dups atomic.Int64
+	done chan struct{}
+}
+
+// startChild starts a relay process and waits until it is ready.
+func startChild(t *testing.T, env ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append([]string{childEnv + "=1"}, env...)...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		defer close(c.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			if line == "ready" {
+				close(ready)
+			} else if n, ok := strings.CutPrefix(line, "dups "); ok {
+				v, _ := strconv.ParseInt(n, 10, 64)
+				c.dups.Store(v)
+			}
+		}
+		_ = cmd.Wait()
+	}()
+	select {
+	case <-ready:
+	case <-c.done:
+		t.Fatal("child relay exited before it was ready")
+	case <-time.After(30 * time.Second):
+		t.Fatal("child relay not ready after 30s")
+	}
+	t.Cleanup(func() { c.signal(syscall.SIGKILL) })
+	return c
+}
+
+// signal sends sig and waits for the process to exit.
+func (c *child) signal(sig syscall.Signal) {
+	_ = c.cmd.Process.Signal(sig)
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+// counted sums the duplicate counters of children, dead or alive.
+func counted(children []*child) int64 {
+	var n int64
+	for _, c := range children {
+		n += c.dups.Load()
+	}
+	return n
+}
+
