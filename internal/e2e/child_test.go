@@ -168,4 +168,3 @@ func counted(children []*child) int64 {
 	}
 	return n
 }
-
