@@ -2,10 +2,8 @@ package relay
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/google/uuid"
@@ -83,41 +81,13 @@ func (r *Relay) messages(recs []store.Record) (map[string][]relayed, []string) {
 	topics := map[string][]relayed{}
 	var order []string
 	for i := range recs {
-		rec := &recs[i]
-		h := make(map[string]string, len(rec.Headers)+5)
-		maps.Copy(h, rec.Headers)
-		h[outbox.HeaderMessageUUID] = rec.ID.String()
-		h[outbox.HeaderEventType] = rec.EventType
-		setIf(h, outbox.HeaderAggregateType, rec.AggregateType)
-		setIf(h, outbox.HeaderAggregateID, rec.AggregateID)
-		if h[outbox.HeaderCorrelationID] == "" {
-			// Rows from older writers keep it only in the envelope.
-			var env struct {
-				CorrelationID string `json:"correlation_id"`
-			}
-			if json.Unmarshal(rec.Payload, &env) == nil {
-				setIf(h, outbox.HeaderCorrelationID, env.CorrelationID)
-			}
+		m := relayed{Message: NewMessage(&recs[i]), reclaimed: recs[i].Reclaimed}
+		if _, ok := topics[m.Topic]; !ok {
+			order = append(order, m.Topic)
 		}
-		m := relayed{
-			Message: &outbox.Message{
-				ID: rec.ID, Topic: rec.Topic, Key: rec.Key, Value: rec.Payload, Headers: h,
-				Attempts: rec.Attempts, CreatedAt: rec.CreatedAt,
-			},
-			reclaimed: rec.Reclaimed,
-		}
-		if _, ok := topics[rec.Topic]; !ok {
-			order = append(order, rec.Topic)
-		}
-		topics[rec.Topic] = append(topics[rec.Topic], m)
+		topics[m.Topic] = append(topics[m.Topic], m)
 	}
 	return topics, order
-}
-
-func setIf(h map[string]string, k, v string) {
-	if v != "" {
-		h[k] = v
-	}
 }
 
 // publish sends the messages of one topic and classifies each outcome. It
