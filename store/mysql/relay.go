@@ -32,9 +32,7 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) (store.Claim, er
 		return store.Claim{Token: token}, err
 	}
 	c, err := s.claim(ctx, conn, p, token)
-	if uerr := s.unlock(ctx, conn); uerr != nil && err == nil {
-		return store.Claim{Token: token}, uerr
-	}
+	s.unlock(ctx, conn)
 	if err != nil {
 		return store.Claim{Token: token}, err
 	}
@@ -55,7 +53,9 @@ func (s *Store) lock(ctx context.Context, conn *sql.Conn, lease time.Duration) e
 	switch {
 	case err != nil:
 		return fmt.Errorf("claim: lock: %w", err)
-	case !got.Valid || got.Int64 != 1:
+	case !got.Valid:
+		return errors.New("claim: lock: interrupted")
+	case got.Int64 != 1:
 		return fmt.Errorf("claim: lock: not granted within %v", wait)
 	}
 	return nil
@@ -64,20 +64,16 @@ func (s *Store) lock(ctx context.Context, conn *sql.Conn, lease time.Duration) e
 // unlock releases the claim lock. GET_LOCK belongs to the session, not to a
 // transaction: a connection that went back to the pool still holding it
 // would stop every claim on the table. When the release cannot be confirmed
-// the connection is discarded instead, which ends the session and its lock.
-func (s *Store) unlock(ctx context.Context, conn *sql.Conn) error {
+// the connection is discarded instead, which ends the session and its lock;
+// either way the lock is gone and a claim that committed stands.
+func (s *Store) unlock(ctx context.Context, conn *sql.Conn) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 	var released sql.NullInt64
 	err := conn.QueryRowContext(ctx, "SELECT RELEASE_LOCK(?)", s.lockName).Scan(&released)
-	if err == nil && released.Valid && released.Int64 == 1 {
-		return nil
+	if err != nil || !released.Valid || released.Int64 != 1 {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
-	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-	if err != nil {
-		return fmt.Errorf("claim: unlock: %w", err)
-	}
-	return errors.New("claim: unlock: lock was not held")
 }
 
 // claim selects and leases the events in one transaction at READ COMMITTED
