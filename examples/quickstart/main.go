@@ -6,7 +6,8 @@
 //
 // Without configuration it uses PostgreSQL on 127.0.0.1 and starts an
 // embedded development Kafka broker. OUTBOX_POSTGRES_URL and
-// OUTBOX_KAFKA_BROKERS (comma-separated) point it at real ones.
+// OUTBOX_KAFKA_BROKERS (comma-separated) point it at real ones, and
+// OUTBOX_TABLE names the outbox table (default event_outbox).
 //
 //	go run ./examples/quickstart
 package main
@@ -15,6 +16,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -48,13 +50,13 @@ type OrderPlaced struct {
 }
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func run(out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -70,14 +72,15 @@ func run() error {
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
-	if err := migrations.Up(ctx, db, migrations.PostgreSQL, migrations.DefaultTable); err != nil {
+	table := cmp.Or(os.Getenv("OUTBOX_TABLE"), migrations.DefaultTable)
+	if err := migrations.Up(ctx, db, migrations.PostgreSQL, table); err != nil {
 		return err
 	}
 	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS quickstart_orders (
 		id TEXT PRIMARY KEY, total_cents INT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil {
 		return err
 	}
-	st, err := postgres.New(pool, postgres.Config{})
+	st, err := postgres.New(pool, postgres.Config{Table: table})
 	if err != nil {
 		return err
 	}
@@ -91,7 +94,7 @@ func run() error {
 		}
 		defer dev.Close()
 		brokers = []string{dev.Addr()}
-		fmt.Println("embedded development Kafka broker on", dev.Addr())
+		fmt.Fprintln(out, "embedded development Kafka broker on", dev.Addr())
 	}
 	pub, err := kafka.New(kafka.Config{Brokers: brokers})
 	if err != nil {
@@ -109,7 +112,7 @@ func run() error {
 		if err != nil || env.Metadata["run"] != run {
 			return nil // an event of an earlier run
 		}
-		fmt.Printf("  consumed %s %s (key %s, correlation %s)\n", env.EventType, env.Data.OrderID,
+		fmt.Fprintf(out, "  consumed %s %s (key %s, correlation %s)\n", env.EventType, env.Data.OrderID,
 			msg.Metadata.Get(outbox.HeaderAggregateID), msg.Metadata.Get(outbox.HeaderCorrelationID))
 		mu.Lock()
 		first := !seen[msg.UUID]
@@ -146,10 +149,10 @@ func run() error {
 		}
 		if i%4 == 0 {
 			rolledBack[id] = true
-			fmt.Printf("wrote order-%d and rolled it back\n", i)
+			fmt.Fprintf(out, "wrote order-%d and rolled it back\n", i)
 		} else {
 			committed[id] = true
-			fmt.Printf("wrote order-%d and committed\n", i)
+			fmt.Fprintf(out, "wrote order-%d and committed\n", i)
 		}
 	}
 
@@ -183,8 +186,8 @@ func run() error {
 			leaked++
 		}
 	}
-	fmt.Printf("\npublished %d, rolled back %d, never seen %d", published, len(rolledBack), len(rolledBack)-leaked)
-	fmt.Printf(" (relay: %+v)\n", r.Stats())
+	fmt.Fprintf(out, "\npublished %d, rolled back %d, never seen %d", published, len(rolledBack), len(rolledBack)-leaked)
+	fmt.Fprintf(out, " (relay: %+v)\n", r.Stats())
 	if lost > 0 || leaked > 0 {
 		return fmt.Errorf("%d committed events lost, %d rolled-back events published", lost, leaked)
 	}

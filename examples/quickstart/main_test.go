@@ -1,0 +1,28 @@
+package main
+
+import (
+	"context"
+	"regexp"
+	"testing"
+
+	"github.com/outboxkit/outbox/internal/testenv"
+)
+
+// The quickstart runs end to end and its summary says that every committed
+// order was published and no rolled-back one was.
+func TestRun(t *testing.T) {
+	pool := testenv.Postgres(t) // skips (or fails under CI) without PostgreSQL
+	table := testenv.Table("quickstart")
+	t.Setenv("OUTBOX_TABLE", table)
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+		_, _ = pool.Exec(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = $1", table)
+	})
+	var out testenv.Buffer
+	if err := run(&out); err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	if !regexp.MustCompile(`published 15, rolled back 5, never seen 5`).MatchString(out.String()) {
+		t.Fatalf("unexpected summary:\n%s", out.String())
+	}
+}
