@@ -103,7 +103,7 @@ func run(out io.Writer) error {
 	defer pub.Close()
 
 	// 3. A Watermill router consumes the topic, as the services downstream do.
-	run := outbox.NewID().String()[:8]
+	run := outbox.NewID().String()[24:] // the random part of the UUIDv7
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	received := make(chan struct{}, orders)
