@@ -77,7 +77,10 @@ type TraceSettleData struct {
 	// PossibleDuplicates were published although another relay may have
 	// published them too: re-claimed after a lost lease, or marked too late.
 	PossibleDuplicates int
-	// Lags holds, for each published message, the time from its commit
-	// (created_at, database clock) to its publication.
+	// Lags holds, for each published message, the time from its write to
+	// its publication: created_at (the database's now() in the writing
+	// transaction, so it includes how long that transaction ran) to the
+	// moment the broker accepted it, measured by the database clock at the
+	// claim plus the relay's monotonic clock since.
 	Lags []time.Duration
 }

@@ -9,6 +9,12 @@
 // sees the leases of the one before: that is what keeps per-key order with
 // several relays. The claim, the lock and its commit travel in one round trip
 // (a pipelined batch in one implicit transaction).
+//
+// The claim skips rows that another transaction holds locked (FOR UPDATE SKIP
+// LOCKED), so that a relay never waits behind one. Only the outbox's own
+// statements should lock its rows: a business transaction that ran SELECT ...
+// FOR UPDATE on a pending event would let a later event of the same key be
+// claimed ahead of it.
 package postgres
 
 import (
