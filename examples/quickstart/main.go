@@ -6,7 +6,9 @@
 //
 // Without configuration it uses PostgreSQL on 127.0.0.1 and starts an
 // embedded development Kafka broker. OUTBOX_POSTGRES_URL and
-// OUTBOX_KAFKA_BROKERS (comma-separated) point it at real ones, and
+// OUTBOX_KAFKA_BROKERS (comma-separated) point it at real ones;
+// OUTBOX_MYSQL_DSN (a go-sql-driver DSN such as
+// root@tcp(127.0.0.1:3306)/test) runs it on MySQL/MariaDB instead; and
 // OUTBOX_TABLE names the outbox table (default event_outbox).
 //
 //	go run ./examples/quickstart
@@ -27,15 +29,12 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker/kafka"
 	"github.com/outboxkit/outbox/broker/kafka/devkafka"
 	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/relay"
-	"github.com/outboxkit/outbox/store/postgres"
 )
 
 const (
@@ -60,30 +59,21 @@ func run(out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	// 1. PostgreSQL: the outbox table through migrations, and a business table.
-	pgURL := cmp.Or(os.Getenv("OUTBOX_POSTGRES_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	pool, err := pgxpool.New(ctx, pgURL)
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	defer pool.Close()
-	if err := pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres at %s: %w (is PostgreSQL running? set OUTBOX_POSTGRES_URL)", redact(pgURL), err)
-	}
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
+	// 1. The database: the outbox table through migrations, a business table,
+	// and the store.
 	table := cmp.Or(os.Getenv("OUTBOX_TABLE"), migrations.DefaultTable)
-	if err := migrations.Up(ctx, db, migrations.PostgreSQL, table); err != nil {
-		return err
+	var db shop
+	var err error
+	if dsn := os.Getenv("OUTBOX_MYSQL_DSN"); dsn != "" {
+		db, err = openMySQL(ctx, dsn, table)
+	} else {
+		db, err = openPostgres(ctx, cmp.Or(os.Getenv("OUTBOX_POSTGRES_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), table)
 	}
-	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS quickstart_orders (
-		id TEXT PRIMARY KEY, total_cents INT NOT NULL, created_at TIMESTAMPTZ NOT NULL DEFAULT now())`); err != nil {
-		return err
-	}
-	st, err := postgres.New(pool, postgres.Config{Table: table})
 	if err != nil {
 		return err
 	}
+	defer db.Close()
+	fmt.Fprintln(out, "outbox table", table, "on", db.Name())
 
 	// 2. Kafka: a real cluster, or the embedded development broker.
 	brokers := strings.Split(os.Getenv("OUTBOX_KAFKA_BROKERS"), ",")
@@ -131,7 +121,7 @@ func run(out io.Writer) error {
 	<-router.Running()
 
 	// 4. The relay, in this process: it is woken by each commit.
-	r, err := relay.New(st, pub, relay.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	r, err := relay.New(db.Store(), pub, relay.Config{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err
 	}
@@ -143,7 +133,7 @@ func run(out io.Writer) error {
 	// 5. Write orders; every fourth transaction rolls back on purpose.
 	committed, rolledBack := map[string]bool{}, map[string]bool{}
 	for i := 1; i <= orders; i++ {
-		id, err := placeOrder(ctx, pool, st, run, i, i%4 == 0)
+		id, err := placeOrder(ctx, db, run, i, i%4 == 0)
 		if err != nil {
 			return err
 		}
@@ -196,16 +186,8 @@ func run(out io.Writer) error {
 
 // placeOrder writes an order and its event in one transaction, and commits
 // it unless rollback is set. It returns the event ID.
-func placeOrder(ctx context.Context, pool *pgxpool.Pool, st *postgres.Store, run string, i int, rollback bool) (string, error) {
+func placeOrder(ctx context.Context, db shop, run string, i int, rollback bool) (string, error) {
 	orderID := fmt.Sprintf("%s-order-%d", run, i)
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `INSERT INTO quickstart_orders (id, total_cents) VALUES ($1, $2)`, orderID, 100*i); err != nil {
-		return "", err
-	}
 	event, err := outbox.Envelope[OrderPlaced]{
 		EventType:     "shop.order.placed.v1",
 		SourceService: "quickstart",
@@ -215,13 +197,7 @@ func placeOrder(ctx context.Context, pool *pgxpool.Pool, st *postgres.Store, run
 	if err != nil {
 		return "", err
 	}
-	if err := st.AddTx(ctx, tx, event); err != nil {
-		return "", err
-	}
-	if rollback {
-		return event.ID.String(), tx.Rollback(ctx)
-	}
-	return event.ID.String(), tx.Commit(ctx)
+	return event.ID.String(), db.PlaceOrder(ctx, orderID, 100*i, event, rollback)
 }
 
 // consumer returns a router whose handler reads topic with a Watermill Kafka
@@ -242,14 +218,4 @@ func consumer(brokers []string, group string, handle func(*message.Message) erro
 	}
 	router.AddConsumerHandler("print-orders", topic, sub, handle)
 	return router, nil
-}
-
-// redact hides a password in a URL for error messages.
-func redact(u string) string {
-	if at := strings.LastIndex(u, "@"); at > 0 {
-		if scheme := strings.Index(u, "://"); scheme > 0 && strings.Contains(u[scheme+3:at], ":") {
-			return u[:scheme+3] + "***" + u[at:]
-		}
-	}
-	return u
 }

@@ -18,6 +18,24 @@ func TestRun(t *testing.T) {
 		_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
 		_, _ = pool.Exec(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = $1", table)
 	})
+	check(t)
+}
+
+// Given a MySQL DSN, the quickstart runs on MySQL/MariaDB.
+func TestRunMySQL(t *testing.T) {
+	db := testenv.MySQL(t)
+	table := testenv.Table("quickstart")
+	t.Setenv("OUTBOX_TABLE", table)
+	t.Setenv("OUTBOX_MYSQL_DSN", testenv.MySQLDSN())
+	t.Cleanup(func() {
+		_, _ = db.Exec("DROP TABLE IF EXISTS " + table)
+		_, _ = db.Exec("DELETE FROM outbox_migrations WHERE table_name = ?", table)
+	})
+	check(t)
+}
+
+func check(t *testing.T) {
+	t.Helper()
 	var out testenv.Buffer
 	if err := run(&out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
