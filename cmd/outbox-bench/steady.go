@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/store/postgres"
+)
+
+// steadyWriters commit the steady load; enough that a slow commit does not
+// hold the schedule back.
+const steadyWriters = 8
+
+// commitFunc commits one business transaction that carries ev.
+type commitFunc func(ctx context.Context, ev outbox.Event, i int) error
+
+// steady commits e.o.rate transactions per second for e.o.duration, each a
+// business row and one event, and returns the commit→consumed latencies once
+// everything was consumed. The i-th transaction is due at start + i/rate; a
+// writer that falls behind catches up without sleeping.
+func steady(ctx context.Context, e *env, topic string, tr *tracker, commit commitFunc) (latencies, report, error) {
+	total := int(e.o.duration.Seconds() * float64(e.o.rate))
+	interval := time.Second / time.Duration(e.o.rate)
+	var next atomic.Int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range steadyWriters {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= total || ctx.Err() != nil {
+					return
+				}
+				time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+				// Keys belong to one writer each, so that each key's
+				// commit order is the order in which it wrote them.
+				key := fmt.Sprintf("w%d-k%d", w, i%50)
+				ev, err := newEvent(topic, key, i)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				tr.expectNext(ev.ID, key)
+				if err := commit(ctx, ev, i); err != nil {
+					tr.forget(ev.ID)
+					failed.Add(1)
+					continue
+				}
+				tr.commit(ev.ID, time.Now())
+			}
+		})
+	}
+	wg.Wait()
+	behind := time.Since(start) - e.o.duration
+	if f := failed.Load(); f > 0 {
+		return latencies{}, report{}, fmt.Errorf("%d of %d transactions failed", f, total)
+	}
+	err := await(ctx, tr.arm(total), 30*time.Second)
+	time.Sleep(200 * time.Millisecond) // late duplicates, if any
+	rep := tr.report()
+	if err != nil {
+		return latencies{}, rep, fmt.Errorf("%w (%v)", err, rep)
+	}
+	if behind > time.Second {
+		logf("steady: the writers ended %v behind schedule", behind.Round(time.Millisecond))
+	}
+	return summarize(tr.lags()), rep, nil
+}
+
+// steadyOurs runs the steady load with our relay, in this process (woken by
+// the writers' AddTx) or in a child process (which can only poll).
+func steadyOurs(ctx context.Context, e *env, t *table, otherProcess bool) (latencies, error) {
+	name := "relay in process (in-process wake)"
+	target, limit50, limit99 := "p50 ≤ 3 ms, p99 ≤ 20 ms", 3*time.Millisecond, 20*time.Millisecond
+	if otherProcess {
+		name = "relay in another process (polling)"
+		target, limit50, limit99 = "p50 ≤ 10 ms, p99 ≤ 40 ms", 10*time.Millisecond, 40*time.Millisecond
+	}
+	logf("steady %s: %d events/s for %v", name, e.o.rate, e.o.duration)
+	ot, err := e.outboxTable(ctx, "PostgreSQL")
+	if err != nil {
+		return latencies{}, err
+	}
+	defer ot.drop()
+	biz, dropBiz, err := e.pgBusinessTable(ctx)
+	if err != nil {
+		return latencies{}, err
+	}
+	defer dropBiz()
+	topic, err := e.topic(ctx)
+	if err != nil {
+		return latencies{}, err
+	}
+	tr := newTracker()
+	c, err := startConsumer(ctx, e.kafka.Addr(), topic, tr)
+	if err != nil {
+		return latencies{}, err
+	}
+	defer c.close()
+	if otherProcess {
+		ch, err := startChild(ctx, e, ot.table)
+		if err != nil {
+			return latencies{}, err
+		}
+		defer ch.stop()
+	} else {
+		stop, err := runRelays(ctx, ot.st, e.kafka.Addr(), 1)
+		if err != nil {
+			return latencies{}, err
+		}
+		defer stop()
+	}
+	insert := "INSERT INTO " + biz + " (customer, amount) VALUES ($1, $2)"
+	pg := ot.st.(*postgres.Store)
+	lat, rep, err := steady(ctx, e, topic, tr, func(ctx context.Context, ev outbox.Event, i int) error {
+		tx, err := e.pg.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, insert, ev.Key, i); err != nil {
+			return err
+		}
+		if err := pg.AddTx(ctx, tx, ev); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
+	if err != nil {
+		return latencies{}, fmt.Errorf("%s: %w", name, err)
+	}
+	t.add("steady (ours)", name, fmt.Sprintf("%v  [%v]", lat, rep), target,
+		check(rep.ok() && lat.p50 <= limit50 && lat.p99 <= limit99))
+	return lat, nil
+}
