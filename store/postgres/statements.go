@@ -62,10 +62,12 @@ WHERE t.id = f.id AND t.lease_token = $5`),
 		release: r.Replace(`UPDATE {t} SET lease_owner = NULL, lease_token = NULL, lease_until = NULL,
 	next_attempt_at = CASE WHEN $3 > 0 THEN now() + $3 * interval '1 microsecond' ELSE next_attempt_at END
 WHERE id = ANY($1) AND lease_token = $2`),
-		deletePublished: r.Replace(`DELETE FROM {t} WHERE id IN (
+		// ARRAY(...) makes the chunk's rows primary-key lookups; with IN the
+		// planner may hash-join against a scan of the whole table.
+		deletePublished: r.Replace(`DELETE FROM {t} WHERE id = ANY(ARRAY(
 	SELECT id FROM {t}
 	WHERE published_at IS NOT NULL AND parked_at IS NULL AND published_at < now() - $1 * interval '1 microsecond'
-	ORDER BY published_at LIMIT $2)`),
+	ORDER BY published_at LIMIT $2))`),
 		stats: r.Replace(`SELECT
 	(SELECT count(*) FROM {t} WHERE {pending}),
 	COALESCE((SELECT extract(epoch FROM now() - created_at) FROM {t} WHERE {pending} ORDER BY seq LIMIT 1), 0),
