@@ -57,7 +57,7 @@ func (r *Relay) handle(ctx, work context.Context, claim store.Claim) time.Durati
 			r.duplicates.Add(int64(o.dups - reclaimed))
 			if unreachable {
 				r.breakerTrips++
-				pause = backoff(r.cfg.ErrorRetryInterval, r.cfg.MaxBackoff, r.breakerTrips)
+				pause = backoff(r.cfg.ErrorRetryInterval, min(maxPause, r.cfg.MaxBackoff), r.breakerTrips)
 				r.cfg.Logger.Warn("relay: broker unreachable, events released", "topic", topic, "count", len(msgs), "retry_in", pause)
 			} else {
 				r.breakerTrips = 0

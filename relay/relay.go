@@ -146,9 +146,8 @@ func (r *Relay) Run(ctx context.Context) error {
 const firstFastPoll = time.Millisecond
 
 func (r *Relay) loop(ctx, work context.Context, wake <-chan struct{}) {
-	timer := time.NewTimer(0)
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	<-timer.C
 	var storeErrors int
 	var fast time.Duration
 	for ctx.Err() == nil {
@@ -157,7 +156,7 @@ func (r *Relay) loop(ctx, work context.Context, wake <-chan struct{}) {
 		switch {
 		case err != nil:
 			storeErrors++
-			wait = backoff(r.cfg.ErrorRetryInterval, 30*time.Second, storeErrors)
+			wait = backoff(r.cfg.ErrorRetryInterval, maxPause, storeErrors)
 			if ctx.Err() == nil {
 				r.cfg.Logger.Error("relay: store error", "err", err, "retry_in", wait)
 			}
@@ -174,22 +173,29 @@ func (r *Relay) loop(ctx, work context.Context, wake <-chan struct{}) {
 			storeErrors, fast = 0, 0
 			wait = r.cfg.PollInterval
 		}
+		// A wake-up cuts a poll short, never an open breaker or the backoff
+		// after a store error.
+		interruptible := err == nil && pause == 0
 		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-		case <-timer.C:
-		case <-wake:
-			if err == nil && pause == 0 {
-				fast = firstFastPoll
-				if !timer.Stop() {
-					<-timer.C
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				waiting = false
+			case <-timer.C:
+				waiting = false
+			case <-wake:
+				if interruptible {
+					fast, waiting = firstFastPoll, false
 				}
-			} else {
-				<-timer.C // an open breaker or a store error is not cut short
 			}
 		}
 	}
 }
+
+// maxPause caps the circuit breaker's pause and the backoff after store
+// errors: events released by the breaker become claimable again after the
+// pause, so it bounds how long publishing lags once the broker is back.
+const maxPause = 10 * time.Second
 
 // cycle claims and handles one batch. It returns the number of events
 // claimed and how long to pause when the broker was unreachable.

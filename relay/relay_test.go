@@ -321,3 +321,23 @@ func TestConfigValidation(t *testing.T) {
 	_, err = relay.New(nil, nil, relay.Config{})
 	require.Error(t, err)
 }
+
+// Shutdown is prompt also while the circuit breaker holds the relay back and
+// writers keep waking it.
+func TestShutdownDuringBreakerPause(t *testing.T) {
+	t.Parallel()
+	st := testenv.PostgresStore(t, postgres.Config{})
+	rec := faulttest.NewRecorder(0, 1)
+	rec.SetDown(fmt.Errorf("dial: %w", outbox.ErrUnreachable))
+	cfg := fastConfig()
+	cfg.ErrorRetryInterval = 5 * time.Second // the breaker's first pause
+	cfg.MaxBackoff = time.Minute
+	r, stop := start(t, st, broker.NewWatermill(rec), cfg)
+	commit(t, st, nil, event("k", 0))
+	eventually(t, 5*time.Second, "breaker open", func() bool { return r.Stats().Released > 0 })
+	commit(t, st, nil, event("k", 1)) // a wake-up during the pause
+	time.Sleep(50 * time.Millisecond)
+	began := time.Now()
+	stop()
+	require.Less(t, time.Since(began), time.Second)
+}
