@@ -23,12 +23,23 @@ type outcome struct {
 	dups      int
 }
 
-// handle publishes a claimed batch topic by topic and settles it. It returns
-// the circuit breaker's pause when the broker was unreachable.
-func (r *Relay) handle(ctx, work context.Context, claim store.Claim) time.Duration {
-	claimedAt := time.Now()
+// settlement is the outcome of one topic of a batch, to be recorded in the
+// store.
+type settlement struct {
+	token uuid.UUID
+	topic string
+	size  int
+	o     outcome
+	pause time.Duration
+}
+
+// publishBatch publishes a claimed batch topic by topic. It returns the
+// outcomes to settle and the circuit breaker's pause when the broker was
+// unreachable.
+func (r *Relay) publishBatch(ctx, work context.Context, claim store.Claim, claimedAt time.Time) ([]settlement, time.Duration) {
 	topics, order := r.messages(claim.Records)
 	var pause time.Duration
+	settlements := make([]settlement, 0, len(order))
 	for _, topic := range order {
 		msgs := topics[topic]
 		var o outcome
@@ -45,9 +56,10 @@ func (r *Relay) handle(ctx, work context.Context, claim store.Claim) time.Durati
 				o.failures = append(o.failures, store.Failure{ID: m.ID, Err: fmt.Sprintf("%v: invalid or missing topic %q", outbox.ErrPermanent, topic), Park: true})
 			}
 			o.parked = len(msgs)
-		case ctx.Err() != nil || pause > 0:
-			// Shutting down, or the broker just proved unreachable: do not
-			// start another topic.
+		case work.Err() != nil || pause > 0:
+			// The shutdown's grace period is over, or the broker just proved
+			// unreachable: do not start another topic. A batch claimed before
+			// shutdown began is still in flight and is finished.
 			for _, m := range msgs {
 				o.delayed = append(o.delayed, m.ID)
 			}
@@ -64,9 +76,16 @@ func (r *Relay) handle(ctx, work context.Context, claim store.Claim) time.Durati
 			}
 		}
 		o.lags = o.lagsFrom(msgs, claim.Now, claimedAt)
-		r.settle(ctx, claim.Token, topic, len(msgs), o, pause)
+		settlements = append(settlements, settlement{claim.Token, topic, len(msgs), o, pause})
 	}
-	return pause
+	return settlements, pause
+}
+
+// settleAll records the outcomes of a batch, topic by topic.
+func (r *Relay) settleAll(ctx context.Context, settlements []settlement) {
+	for _, s := range settlements {
+		r.settle(ctx, s.token, s.topic, s.size, s.o, s.pause)
+	}
 }
 
 // relayed is a claimed message with what the relay needs to settle it.

@@ -150,8 +150,10 @@ func (r *Relay) loop(ctx, work context.Context, wake <-chan struct{}) {
 	defer timer.Stop()
 	var storeErrors int
 	var fast time.Duration
+	var bg background
+	defer bg.wait()
 	for ctx.Err() == nil {
-		n, pause, err := r.cycle(ctx, work)
+		n, pause, err := r.cycle(ctx, work, &bg)
 		var wait time.Duration
 		switch {
 		case err != nil:
@@ -197,18 +199,69 @@ func (r *Relay) loop(ctx, work context.Context, wake <-chan struct{}) {
 // pause, so it bounds how long publishing lags once the broker is back.
 const maxPause = 10 * time.Second
 
-// cycle claims and handles one batch. It returns the number of events
-// claimed and how long to pause when the broker was unreachable.
-func (r *Relay) cycle(ctx, work context.Context) (int, time.Duration, error) {
+// background is the settle of the previous batch, which runs while the next
+// batch is claimed and published: marking and claiming are the costly
+// statements, and overlapping them is most of a drain's speed. It cannot
+// break per-key order: until its settle commits, the previous batch's events
+// are leased, and a leased event holds back the later events of its key, as
+// it does for another relay.
+type background struct {
+	done chan struct{} // closed when the settle is over; nil when none runs
+	// size is the previous batch's size; serial counts batches still to be
+	// claimed without overlap (see cycle).
+	size, serial int
+}
+
+func (b *background) running() bool { return b.done != nil }
+
+func (b *background) wait() {
+	if b.done != nil {
+		<-b.done
+		b.done = nil
+	}
+}
+
+// serialBatches is how many batches are claimed after their predecessor
+// settled, once an overlapping claim found little to take.
+const serialBatches = 16
+
+// cycle claims, publishes and settles one batch. Unless shutting down or the
+// broker is unreachable, the settle runs in the background while the next
+// cycle claims and publishes. It returns the number of events claimed and how
+// long to pause when the broker was unreachable.
+func (r *Relay) cycle(ctx, work context.Context, bg *background) (int, time.Duration, error) {
+	overlapped := bg.running()
 	claim, err := r.store.Claim(ctx, store.ClaimParams{Owner: r.cfg.Owner, Limit: r.cfg.BatchSize, Lease: r.cfg.Lease})
-	if err != nil {
+	claimedAt := time.Now()
+	if overlapped && err == nil && len(claim.Records) < bg.size/2 && bg.size == r.cfg.BatchSize {
+		// A full batch was settling and this claim found little: the
+		// backlog's keys were held by it (a hot key), and the claim walked
+		// past them. Claim after settling for a while, and claim again now.
+		bg.serial = serialBatches
+	}
+	if overlapped && err == nil && len(claim.Records) == 0 {
+		bg.wait()
+		return r.cycle(ctx, work, bg)
+	}
+	if err != nil || len(claim.Records) == 0 {
+		bg.wait()
 		return 0, 0, err
 	}
-	if len(claim.Records) == 0 {
-		return 0, 0, nil
+	settlements, pause := r.publishBatch(ctx, work, claim, claimedAt)
+	bg.wait() // settles stay in batch order
+	bg.size = len(claim.Records)
+	if pause > 0 || ctx.Err() != nil || bg.serial > 0 {
+		bg.serial = max(0, bg.serial-1)
+		r.settleAll(ctx, settlements)
+		return len(claim.Records), pause, nil
 	}
-	pause := r.handle(ctx, work, claim)
-	return len(claim.Records), pause, nil
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.settleAll(ctx, settlements)
+	}()
+	bg.done = done
+	return len(claim.Records), 0, nil
 }
 
 func (r *Relay) janitor(ctx context.Context) {

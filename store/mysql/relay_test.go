@@ -3,7 +3,6 @@ package mysql_test
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -16,195 +15,15 @@ import (
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/relay/relaytest"
 	"github.com/outboxkit/outbox/store/mysql"
 )
 
-// The relay's fault tests (relay/relay_test.go) repeated on MariaDB, checked
-// by the same faulttest.Checker.
-
-// fastConfig keeps the relay's timings short for tests.
-func fastConfig() relay.Config {
-	return relay.Config{
-		BatchSize:          100,
-		PollInterval:       10 * time.Millisecond,
-		ErrorRetryInterval: 5 * time.Millisecond,
-		MaxBackoff:         50 * time.Millisecond,
-		MaxRetries:         1000,
-		ShutdownTimeout:    2 * time.Second,
-	}
-}
-
-// startRelay runs a relay until the test ends.
-func startRelay(t *testing.T, st *mysql.Store, pub broker.Publisher, cfg relay.Config) *relay.Relay {
-	t.Helper()
-	r, err := relay.New(st, pub, cfg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := r.Run(ctx); err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return r
-}
-
-// commit writes events in one committed transaction and records them.
-func commit(t *testing.T, st *mysql.Store, c *faulttest.Checker, events ...outbox.Event) {
-	t.Helper()
-	add(t, st, events...)
-	if c != nil {
-		c.Committed(events...)
-	}
-}
-
-func keyed(key string, i int) outbox.Event {
-	e := event(key)
-	e.ID = outbox.NewID()
-	e.Payload = fmt.Appendf(nil, `{"event_id":%q,"data":{"key":%q,"n":%d}}`, e.ID, key, i)
-	return e
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// scalar runs query with the table name in place of %s.
-func scalar[T any](t *testing.T, st *mysql.Store, query string, args ...any) T {
-	t.Helper()
-	var v T
-	require.NoError(t, st.DB().QueryRow(fmt.Sprintf(query, st.Table()), args...).Scan(&v))
-	return v
-}
-
-// P1 through the relay: nothing from a rolled-back transaction, savepoint or
-// failed statement is published. A failed statement leaves a MySQL
-// transaction usable: what it wrote before commits, the statement's own
-// events do not.
-func TestRelayRollbackNeverPublished(t *testing.T) {
+// The relay's promises on MariaDB: the suite the relay package runs on
+// PostgreSQL.
+func TestRelayConformance(t *testing.T) {
 	t.Parallel()
-	st := newStore(t)
-	ctx := testCtx(t)
-	check := faulttest.NewChecker()
-	rec := faulttest.NewRecorder(0, 1)
-	startRelay(t, st, broker.NewWatermill(rec), fastConfig())
-
-	commit(t, st, check, keyed("a", 0))
-
-	rolledBack := keyed("b", 0)
-	tx, err := st.DB().BeginTx(ctx, nil)
-	require.NoError(t, err)
-	require.NoError(t, st.AddTx(ctx, tx, rolledBack))
-	require.NoError(t, tx.Rollback())
-	check.RolledBack(rolledBack)
-
-	kept, savepointed := keyed("c", 0), keyed("c", 1)
-	tx, err = st.DB().BeginTx(ctx, nil)
-	require.NoError(t, err)
-	require.NoError(t, st.AddTx(ctx, tx, kept))
-	_, err = tx.ExecContext(ctx, "SAVEPOINT sp")
-	require.NoError(t, err)
-	require.NoError(t, st.AddTx(ctx, tx, savepointed))
-	_, err = tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT sp")
-	require.NoError(t, err)
-	require.NoError(t, tx.Commit())
-	check.Committed(kept)
-	check.RolledBack(savepointed)
-
-	before, failed := keyed("d", 0), keyed("d", 1)
-	dup := keyed("d2", 0)
-	dup.ID = before.ID
-	tx, err = st.DB().BeginTx(ctx, nil)
-	require.NoError(t, err)
-	require.NoError(t, st.AddTx(ctx, tx, before))
-	require.Error(t, st.AddTx(ctx, tx, failed, dup))
-	require.NoError(t, tx.Commit())
-	check.Committed(before)
-	check.RolledBack(failed)
-
-	commit(t, st, check, keyed("s", 0))
-	eventually(t, 10*time.Second, "sentinel", func() bool { return check.Missing(rec.Received()) == 0 })
-	report := check.Check(rec.Received(), 0)
-	require.True(t, report.OK(), report.String())
-	require.Equal(t, 4, report.Received)
-}
-
-// P4: three relays, 10,000 events over 200 keys written while they run, 10%
-// of publishes failing at random: nothing lost, zero per-key inversions.
-func TestRelayThreeRelaysPerKeyOrder(t *testing.T) {
-	t.Parallel()
-	const keys, perKey = 200, 50
-	st := newStore(t)
-	check := faulttest.NewChecker()
-	rec := faulttest.NewRecorder(0.10, 42)
-	pub := broker.NewWatermill(rec)
-	var relays []*relay.Relay
-	for i := range 3 {
-		cfg := fastConfig()
-		cfg.Owner = fmt.Sprint("relay-", i)
-		relays = append(relays, startRelay(t, st, pub, cfg))
-	}
-	for i := range perKey {
-		batch := make([]outbox.Event, 0, keys)
-		for k := range keys {
-			batch = append(batch, keyed(fmt.Sprint("key-", k), i))
-		}
-		commit(t, st, check, batch...)
-	}
-	eventually(t, 60*time.Second, "all events", func() bool { return check.Missing(rec.Received()) == 0 })
-	var counted, failed int64
-	for _, r := range relays {
-		counted += r.Stats().PossibleDuplicates
-		failed += r.Stats().Failed
-	}
-	report := check.Check(rec.Received(), counted)
-	t.Log(report)
-	require.True(t, report.OK(), report.String())
-	require.Equal(t, keys*perKey, report.Committed)
-	require.Greater(t, failed, int64(0), "failures were injected")
-	require.Zero(t, scalar[int64](t, st, "SELECT COUNT(*) FROM %s WHERE parked_at IS NOT NULL"))
-}
-
-// P5: a poison event is parked with its last_error and does not block other
-// keys; the later events of its own key wait behind it.
-func TestRelayPoisonParked(t *testing.T) {
-	t.Parallel()
-	st := newStore(t)
-	check := faulttest.NewChecker()
-	rec := faulttest.NewRecorder(0, 1)
-	cfg := fastConfig()
-	cfg.MaxRetries = 3
-	r := startRelay(t, st, broker.NewWatermill(rec), cfg)
-
-	poison, behind := keyed("poisoned", 0), keyed("poisoned", 1)
-	rec.FailID(poison.ID, errors.New("schema registry says no"))
-	commit(t, st, nil, poison, behind)
-	var others []outbox.Event
-	for k := range 20 {
-		others = append(others, keyed(fmt.Sprint("healthy-", k), 0))
-	}
-	commit(t, st, check, others...)
-
-	eventually(t, 10*time.Second, "poison parked", func() bool {
-		return scalar[int64](t, st, "SELECT COUNT(*) FROM %s WHERE parked_at IS NOT NULL") == 1
-	})
-	require.Zero(t, check.Missing(rec.Received()), "other keys flow")
-	require.Contains(t, scalar[string](t, st, "SELECT last_error FROM %s WHERE id = ?", poison.ID.String()), "schema registry says no")
-	require.Equal(t, 3, scalar[int](t, st, "SELECT retry_count FROM %s WHERE id = ?", poison.ID.String()))
-	time.Sleep(100 * time.Millisecond)
-	for _, m := range rec.Received() {
-		require.NotEqual(t, behind.ID, m.ID, "an event behind a parked one must wait")
-	}
-	require.Equal(t, int64(1), r.Stats().Parked)
+	relaytest.Run(t, testenv.MySQLHarness)
 }
 
 // P2: the relay's connections are killed on the server again and again
@@ -221,7 +40,7 @@ func TestRelayKilledConnections(t *testing.T) {
 
 	check := faulttest.NewChecker()
 	rec := faulttest.NewRecorder(0, 1)
-	cfg := fastConfig()
+	cfg := relaytest.FastConfig()
 	cfg.Lease = 3 * time.Second // bounds the wait for a claim whose commit was lost
 	r, err := relay.New(relayStore, broker.NewWatermill(rec), cfg)
 	require.NoError(t, err)
@@ -235,9 +54,13 @@ func TestRelayKilledConnections(t *testing.T) {
 	for round := range 20 {
 		var batch []outbox.Event
 		for k := range 50 {
-			batch = append(batch, keyed(fmt.Sprint("k", k), round))
+			batch = append(batch, relaytest.Event(fmt.Sprint("k", k), round))
 		}
-		commit(t, st, check, batch...)
+		tx, err := st.DB().BeginTx(ctx, nil)
+		require.NoError(t, err)
+		require.NoError(t, st.AddTx(ctx, tx, batch...))
+		require.NoError(t, tx.Commit())
+		check.Committed(batch...)
 		kill := "KILL CONNECTION "
 		if round%3 == 1 {
 			kill = "KILL QUERY "
@@ -260,7 +83,7 @@ func TestRelayKilledConnections(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	require.Greater(t, killed, 0)
-	eventually(t, 30*time.Second, "all published", func() bool { return check.Missing(rec.Received()) == 0 })
+	relaytest.Eventually(t, 30*time.Second, "all published", func() bool { return check.Missing(rec.Received()) == 0 })
 	report := check.Check(rec.Received(), r.Stats().PossibleDuplicates)
 	t.Log(report, "; connections killed:", killed)
 	require.True(t, report.OK(), report.String())

@@ -11,6 +11,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/store"
 )
@@ -27,6 +29,11 @@ type Harness struct {
 	InsertLegacy func(ctx context.Context, aggregateType, aggregateID, eventType, eventKey, eventData string) error
 	// AgePublished moves published_at of every published row back by d.
 	AgePublished func(ctx context.Context, d time.Duration) error
+	// Count counts the rows that match where, a condition both dialects
+	// accept, such as "parked_at IS NOT NULL".
+	Count func(ctx context.Context, where string) (int64, error)
+	// Row returns retry_count and last_error of one event.
+	Row func(ctx context.Context, id uuid.UUID) (retryCount int, lastError string, err error)
 }
 
 // Tx is a business transaction that writes events through the store's AddTx.
