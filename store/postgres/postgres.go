@@ -38,6 +38,13 @@ type Config struct {
 	Limits outbox.Limits
 	// Tracer traces writes (see package otel). Defaults to none.
 	Tracer outbox.WriteTracer
+	// Notify makes AddTx send a PostgreSQL NOTIFY with each write (in the
+	// same statement) and relays subscribed through this store LISTEN for
+	// it, so a relay in another process publishes without waiting for its
+	// poll. Writers and relays must agree on it. Off by default: NOTIFY
+	// takes a lock at commit that serializes the commits of all writers of
+	// the database. Relays in the writers' process are woken without it.
+	Notify bool
 }
 
 // Store is the PostgreSQL outbox store. It is safe for concurrent use.
@@ -49,6 +56,7 @@ type Store struct {
 	lockKey int64
 	sql     statements
 	store.Wakeups
+	listener listener
 }
 
 var _ store.Store = (*Store)(nil)
@@ -65,14 +73,18 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	}
 	h := fnv.New64a()
 	h.Write([]byte("outbox claim " + table))
-	return &Store{
+	s := &Store{
 		pool:    pool,
 		table:   table,
 		limits:  cfg.Limits,
 		tracer:  cfg.Tracer,
 		lockKey: int64(h.Sum64()),
-		sql:     newStatements(table),
-	}, nil
+		sql:     newStatements(table, cfg.Notify),
+	}
+	if cfg.Notify {
+		s.listener.channel = channel(table)
+	}
+	return s, nil
 }
 
 // Table returns the name of the outbox table.

@@ -17,9 +17,9 @@ const pending = `published_at IS NULL AND parked_at IS NULL`
 // held matches ix_<table>_held: rows that may block later rows of their key.
 const held = `published_at IS NULL AND (lease_until IS NOT NULL OR next_attempt_at IS NOT NULL OR parked_at IS NOT NULL)`
 
-func newStatements(table string) statements {
+func newStatements(table string, notify bool) statements {
 	r := strings.NewReplacer("{t}", table, "{pending}", pending, "{held}", held)
-	return statements{
+	st := statements{
 		insertOne: r.Replace(`INSERT INTO {t} (id, topic, event_key, aggregate_type, aggregate_id, event_type, event_data, headers)
 VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7::json, $8::jsonb)`),
 		// unnest keeps the order of the arrays, so seq follows the call's order.
@@ -73,4 +73,12 @@ WHERE id = ANY($1) AND lease_token = $2`),
 	COALESCE((SELECT extract(epoch FROM now() - created_at) FROM {t} WHERE {pending} ORDER BY seq LIMIT 1), 0),
 	(SELECT count(*) FROM {t} WHERE published_at IS NULL AND parked_at IS NOT NULL)`),
 	}
+	if notify {
+		// A data-modifying CTE runs to completion whether or not it is
+		// read, so the write and its notification stay one statement.
+		ch := "'" + channel(table) + "'"
+		st.insertOne = "WITH ins AS (" + st.insertOne + ") SELECT pg_notify(" + ch + ", '')"
+		st.insertMany = "WITH ins AS (" + st.insertMany + ") SELECT pg_notify(" + ch + ", '')"
+	}
+	return st
 }

@@ -1,0 +1,63 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/internal/faulttest"
+	"github.com/outboxkit/outbox/internal/testenv"
+	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/relay/relaytest"
+	"github.com/outboxkit/outbox/store/postgres"
+)
+
+// With Notify, a relay with a pool of its own (as in another process) and an
+// hour-long poll publishes each event on the writer's NOTIFY; without it,
+// the event waits for the poll.
+func TestNotifyWakesRelayElsewhere(t *testing.T) {
+	t.Parallel()
+	for _, notify := range []bool{true, false} {
+		writer := testenv.PostgresStore(t, postgres.Config{Notify: notify})
+		pool, err := pgxpool.New(context.Background(), testenv.PostgresURL())
+		require.NoError(t, err)
+		t.Cleanup(pool.Close)
+		relayStore, err := postgres.New(pool, postgres.Config{Table: writer.Table(), Notify: notify})
+		require.NoError(t, err)
+
+		rec := faulttest.NewRecorder(0, 1)
+		cfg := relaytest.FastConfig()
+		cfg.PollInterval = time.Hour
+		r, err := relay.New(relayStore, broker.NewWatermill(rec), cfg)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = r.Run(ctx) }()
+		time.Sleep(200 * time.Millisecond) // the relay has polled once and listens
+
+		check := faulttest.NewChecker()
+		for i := range 3 {
+			// One event and then two per call: both insert statements notify.
+			evs := []outbox.Event{relaytest.Event("k", i), relaytest.Event("k2", i)}[:1+min(i, 1)]
+			tx, err := writer.Pool().Begin(ctx)
+			require.NoError(t, err)
+			require.NoError(t, writer.AddTx(ctx, tx, evs...))
+			require.NoError(t, tx.Commit(ctx))
+			check.Committed(evs...)
+			if notify {
+				relaytest.Eventually(t, 5*time.Second, "notified relay", func() bool { return check.Missing(rec.Received()) == 0 })
+			}
+		}
+		if !notify {
+			time.Sleep(300 * time.Millisecond)
+			require.Equal(t, 5, check.Missing(rec.Received()), "without NOTIFY the relay waits for its poll")
+		}
+		cancel()
+		<-done
+	}
+}
