@@ -142,7 +142,11 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // Fast polls after a wake-up: the writer's transaction may commit a moment
 // after AddTx returned, so an empty claim right after a wake-up is retried
-// after 1ms, 2ms, 4ms, ... until PollInterval.
+// after 1ms, 2ms, 4ms, ... until PollInterval. The same holds after a batch:
+// where events just arrived, more are likely on their way, and a relay that
+// cannot be woken (another process, no NOTIFY) finds them within a few
+// milliseconds instead of a whole PollInterval; once idle it is back to
+// PollInterval within about 2·64ms.
 const firstFastPoll = time.Millisecond
 
 func (r *Relay) loop(ctx, work context.Context, wake <-chan struct{}) {
@@ -166,7 +170,7 @@ func (r *Relay) loop(ctx, work context.Context, wake <-chan struct{}) {
 			storeErrors = 0
 			wait = pause
 		case n > 0:
-			storeErrors, fast = 0, 0
+			storeErrors, fast = 0, firstFastPoll
 			continue
 		case fast > 0 && fast < r.cfg.PollInterval:
 			storeErrors = 0
