@@ -27,6 +27,7 @@ const (
 	childPGEnv     = "OUTBOX_BENCH_PG"
 	childTableEnv  = "OUTBOX_BENCH_TABLE"
 	childBrokerEnv = "OUTBOX_BENCH_BROKER"
+	childNotifyEnv = "OUTBOX_BENCH_NOTIFY"
 )
 
 // runChild runs one relay, as a separate deployment would, until SIGTERM.
@@ -39,7 +40,7 @@ func runChild() error {
 		return err
 	}
 	defer pool.Close()
-	st, err := postgres.New(pool, postgres.Config{Table: os.Getenv(childTableEnv)})
+	st, err := postgres.New(pool, postgres.Config{Table: os.Getenv(childTableEnv), Notify: os.Getenv(childNotifyEnv) != ""})
 	if err != nil {
 		return err
 	}
@@ -63,8 +64,8 @@ type child struct {
 }
 
 // startChild re-executes this binary as a relay on table and waits until it
-// is ready.
-func startChild(ctx context.Context, e *env, table string) (*child, error) {
+// is ready. With notify its store listens for the writers' NOTIFY.
+func startChild(ctx context.Context, e *env, table string, notify bool) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -72,6 +73,9 @@ func startChild(ctx context.Context, e *env, table string) (*child, error) {
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), childEnv+"=relay", childPGEnv+"="+e.o.pgURL,
 		childTableEnv+"="+table, childBrokerEnv+"="+e.kafka.Addr())
+	if notify {
+		cmd.Env = append(cmd.Env, childNotifyEnv+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -161,7 +165,7 @@ func benchRSS(ctx context.Context, e *env, t *table) error {
 	defer c.close()
 	logf("rss: relaying with a child process")
 	start := time.Now()
-	ch, err := startChild(ctx, e, ot.table)
+	ch, err := startChild(ctx, e, ot.table, false)
 	if err != nil {
 		return err
 	}

@@ -179,11 +179,14 @@ func run(ctx context.Context, o *options) error {
 	}
 	var sIn, sOut, sFwdDefault, sFwdTuned latencies
 	if o.on("steady") {
-		if sIn, err = steadyOurs(ctx, e, t, false); err != nil {
+		if sIn, err = steadyOurs(ctx, e, t, inProcess); err != nil {
 			return fmt.Errorf("steady (in process): %w", err)
 		}
-		if sOut, err = steadyOurs(ctx, e, t, true); err != nil {
+		if sOut, err = steadyOurs(ctx, e, t, otherPolling); err != nil {
 			return fmt.Errorf("steady (other process): %w", err)
+		}
+		if _, err = steadyOurs(ctx, e, t, otherNotified); err != nil {
+			return fmt.Errorf("steady (other process, NOTIFY): %w", err)
 		}
 	}
 	if o.on("forwarder") && o.on("steady") {
@@ -198,7 +201,7 @@ func run(ctx context.Context, o *options) error {
 			t.ratio("steady", "p50 forwarder (docs config) / ours in-process", ms(sFwdDefault.p50)/ms(sIn.p50), "")
 			t.ratio("steady", "p50 forwarder (tuned) / ours in-process", ms(sFwdTuned.p50)/ms(sIn.p50), "")
 			t.ratio("steady", "p99 forwarder (tuned) / ours in-process", ms(sFwdTuned.p99)/ms(sIn.p99), "")
-			t.ratio("steady", "p50 forwarder (tuned) / ours other process", ms(sFwdTuned.p50)/ms(sOut.p50), "")
+			t.ratio("steady", "p50 forwarder (tuned) / ours other process (polling)", ms(sFwdTuned.p50)/ms(sOut.p50), "")
 		}
 	}
 	if o.on("rss") {
