@@ -20,19 +20,20 @@ const (
 // duplicate on a lost ack, no reordering on a retry) and what bounds the time
 // to report an unreachable broker (see the package doc).
 const (
-	// retryMax is how often sarama resends a batch itself. A resend keeps
-	// its sequence numbers, so the broker drops what it already has; one
-	// resend covers a lost ack without stretching an outage report.
+	// retryMax is how often the publisher resends a record batch after a
+	// failed attempt. A resend keeps the batch's sequence numbers, so the
+	// broker drops what it already has; one resend covers a lost ack
+	// without stretching an outage report.
 	retryMax     = 1
 	retryBackoff = 250 * time.Millisecond
 	// The metadata refresh after a failed request may retry once, but
 	// Metadata.Timeout (NetTimeout) cuts it after one network timeout.
 	metadataRetryMax     = 1
 	metadataRetryBackoff = 250 * time.Millisecond
-	// flushFrequency is how long a broker's batch stays open after its first
-	// message. Publish hands over a whole wave within microseconds, so the
-	// wave goes out as one request and each partition's share of it as one
-	// record batch, which Kafka appends or rejects as a whole.
+	// flushFrequency matters only to a sarama AsyncProducer built from
+	// [NewSaramaConfig] (watermill-kafka's publisher, say): a batch stays
+	// open 5 ms after its first message. [Publisher] does not wait: it
+	// sends each call's messages at once.
 	flushFrequency = 5 * time.Millisecond
 )
 
@@ -85,7 +86,9 @@ func (c Config) validate() error {
 // an idempotent producer with acks from all in-sync replicas, one request in
 // flight per connection, sarama's hash partitioner on the key (the
 // partitioner watermill-kafka uses), bounded timeouts and retries, and
-// per-message successes and errors.
+// per-message successes and errors. [Publisher] builds its produce requests
+// itself on a sarama Client with this configuration; the configuration is
+// also safe for a sarama producer of your own.
 func NewSaramaConfig(cfg Config) (*sarama.Config, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err

@@ -1,21 +1,19 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 
 	"github.com/IBM/sarama"
 	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
 )
-
-// recordBatchOverhead is what sarama counts for a record batch's header when
-// it decides whether one more message still fits in a partition's batch.
-const recordBatchOverhead = 61
 
 // errClosed is transient: another relay instance, or this one after a
 // restart, publishes the events.
@@ -23,50 +21,197 @@ var errClosed = errors.New("kafka publisher closed")
 
 // Publisher is a [broker.Publisher] for Kafka. It is safe for concurrent use.
 //
-// A Publish call is sent in waves of at most MaxMessageBytes, usually one:
-// each wave is one produce request per broker, and each partition's share of
-// it one record batch, which Kafka appends or rejects as a whole. That is
-// what keeps per-key order: same-key messages share a partition, hence a
-// batch, hence a fate. A later wave only sends keys that have not failed. A
-// batch the broker finds too large is sent again message by message, so that
-// only the message that is too large by itself fails permanently.
+// A Publish call groups its messages by partition, in call order, and sends
+// one produce request per leader broker (to all brokers at once) holding one
+// record batch per partition. Kafka appends a record batch as a whole or not
+// at all, and the same key always maps to the same partition: so a call's
+// messages of one key share one fate and never overtake each other. A
+// partition's messages over MaxMessageBytes are split into batches sent one
+// after another, each only after the one before it was appended; see
+// [Publisher.Publish] for what happens to the rest when one fails.
 //
-// sarama closes a batch 5 ms after its first message. Should handing over a
-// wave take longer, a partition's share can be split over two requests, and
-// the second can be appended after the first failed; its messages are then
-// reported as published, since they are, and the key's order is broken.
+// The publisher keeps the sequence numbers of Kafka's idempotent producer
+// itself, one counter per partition, and holds a partition for one call at a
+// time, so that concurrent calls (several relays sharing one publisher) never
+// interleave their batches of a partition. A batch is resent with the same
+// sequence numbers, so a resend after a lost ack is dropped by the broker
+// instead of duplicated.
+//
+// Whenever the fate of a batch stays unknown (no answer after the resend, or
+// Publish returned because its context ended while the request was out), the
+// publisher moves to a new producer epoch before that partition's next batch
+// and starts its sequence numbers over. The broker accepts the new epoch from
+// sequence 0 whatever became of the unknown batch, and refuses any batch of
+// the old epoch from then on, so the unknown batch cannot land after a later
+// one. Without the new epoch no sequence number is safe to go on with: if
+// the unknown batch was lost, the numbers after it leave a gap that the
+// broker refuses (or, having lost track of the producer, accepts past the
+// gap); if it was appended, reusing its numbers makes the broker take the
+// next batch, when it has the same length, for a copy of that one and drop
+// it while answering success.
 type Publisher struct {
-	producer sarama.AsyncProducer
-	maxBytes int
-	done     chan struct{} // closed when every result has been delivered
+	client   sarama.Client
+	conf     *sarama.Config
+	maxBytes int   // largest record batch
+	version  int16 // of produce requests
 
-	mu     sync.RWMutex // held for reading while sending, so Close waits for senders
-	closed bool
+	prod producer
+
+	mu           sync.Mutex // guards closed, parts, partitioners and adding to wg
+	closed       bool
+	parts        map[topicPartition]*partition
+	partitioners map[string]sarama.Partitioner
+	wg           sync.WaitGroup // Publish calls and their senders
+}
+
+// topicPartition names a partition.
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+func (a topicPartition) compare(b topicPartition) int {
+	return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
+}
+
+// partition is the producer state of one partition, shared by all calls. The
+// call that holds sem owns gen and seq.
+type partition struct {
+	tp  topicPartition
+	sem chan struct{} // holds a token while a call owns the partition
+	gen uint64        // the producer generation that seq counts in
+	seq int32         // the next sequence number in generation gen
+}
+
+// producer is the identity of the idempotent producer: its ID and epoch.
+// Every new epoch or ID is a new generation, in which every partition's
+// sequence numbers start over at 0.
+type producer struct {
+	mu     sync.Mutex
+	id     int64
+	epoch  int16
+	gen    uint64
+	reinit bool // a new producer ID must be fetched before the next batch
+}
+
+// bump moves to a new epoch, unless the generation moved on since gen
+// already: any later epoch fences the batches of gen just as well. When the
+// epoch is used up, or newID asks for it, the next batch waits for a new
+// producer ID instead.
+func (pr *producer) bump(gen uint64, newID bool) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.gen != gen || pr.reinit {
+		return
+	}
+	if newID || pr.epoch == math.MaxInt16 {
+		pr.reinit = true
+		return
+	}
+	pr.epoch++
+	pr.gen++
 }
 
 // New connects to cfg.Brokers and returns a publisher with the producer
-// configuration of [NewSaramaConfig]. It fails if no broker answers. Close
-// releases the producer and its connections.
+// configuration of [NewSaramaConfig]. It fails if no broker answers or the
+// cluster hands out no producer ID. Close releases the connections.
 func New(cfg Config) (*Publisher, error) {
 	sc, err := NewSaramaConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	producer, err := sarama.NewAsyncProducer(cfg.Brokers, sc)
+	client, err := sarama.NewClient(cfg.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", classify(err))
 	}
 	p := &Publisher{
-		producer: producer,
-		maxBytes: sc.Producer.MaxMessageBytes,
-		done:     make(chan struct{}),
+		client:       client,
+		conf:         sc,
+		maxBytes:     sc.Producer.MaxMessageBytes,
+		version:      produceVersion(sc.Version),
+		parts:        map[topicPartition]*partition{},
+		partitioners: map[string]sarama.Partitioner{},
 	}
-	go p.deliver()
+	id, epoch, err := p.initProducerID()
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("kafka: init producer ID: %w", classify(err))
+	}
+	p.prod.id, p.prod.epoch, p.prod.gen = id, epoch, 1
 	return p, nil
 }
 
-// Close flushes what is in flight and closes the producer. Publish calls
-// after Close fail with a transient error.
+// produceVersion is the produce request version that sarama's own producer
+// uses for v. Record batches (v2) and idempotence need at least 3.
+func produceVersion(v sarama.KafkaVersion) int16 {
+	for _, s := range []struct {
+		min     sarama.KafkaVersion
+		version int16
+	}{
+		{sarama.V3_7_0_0, 10}, {sarama.V2_8_0_0, 9}, {sarama.V2_4_0_0, 8}, {sarama.V2_1_0_0, 7},
+		{sarama.V2_0_0_0, 6}, {sarama.V1_0_0_0, 5},
+	} {
+		if v.IsAtLeast(s.min) {
+			return s.version
+		}
+	}
+	return 3
+}
+
+// initProducerID asks the cluster for a new producer ID, trying a second
+// broker if the first fails.
+func (p *Publisher) initProducerID() (int64, int16, error) {
+	req := &sarama.InitProducerIDRequest{ProducerID: -1, ProducerEpoch: -1}
+	switch v := p.conf.Version; {
+	case v.IsAtLeast(sarama.V2_7_0_0):
+		req.Version = 4
+	case v.IsAtLeast(sarama.V2_5_0_0):
+		req.Version = 3
+	case v.IsAtLeast(sarama.V2_4_0_0):
+		req.Version = 2
+	case v.IsAtLeast(sarama.V2_0_0_0):
+		req.Version = 1
+	}
+	var errs []error
+	for range 2 {
+		b := p.client.LeastLoadedBroker()
+		if b == nil {
+			break
+		}
+		resp, err := b.InitProducerID(req)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+			_ = b.Close()
+		case !errors.Is(resp.Err, sarama.ErrNoError):
+			return 0, 0, resp.Err
+		default:
+			return resp.ProducerID, resp.ProducerEpoch, nil
+		}
+	}
+	return 0, 0, sarama.Wrap(sarama.ErrOutOfBrokers, errs...)
+}
+
+// ensureProducer fetches a new producer ID if one is due.
+func (p *Publisher) ensureProducer() error {
+	pr := &p.prod
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if !pr.reinit {
+		return nil
+	}
+	id, epoch, err := p.initProducerID()
+	if err != nil {
+		return fmt.Errorf("init producer ID: %w", err)
+	}
+	pr.id, pr.epoch, pr.reinit = id, epoch, false
+	pr.gen++
+	return nil
+}
+
+// Close waits for the calls in flight, including the requests of calls that
+// returned early because their context ended, and closes the connections.
+// Publish calls after Close fail with a transient error.
 func (p *Publisher) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -75,131 +220,219 @@ func (p *Publisher) Close() error {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	p.producer.AsyncClose()
-	<-p.done
+	p.wg.Wait()
+	if err := p.client.Close(); err != nil && !errors.Is(err, sarama.ErrClosedClient) {
+		return fmt.Errorf("kafka: %w", err)
+	}
 	return nil
 }
 
-// pending travels in a ProducerMessage's Metadata to route its outcome back
-// to the wave that sent it.
-type pending struct {
-	index   int
-	results chan<- result
+// enter registers a call, unless the publisher is closed.
+func (p *Publisher) enter() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.wg.Add(1)
+	return true
 }
 
-type result struct {
-	index     int
-	partition int32
-	err       error
+// partition returns the shared state of tp.
+func (p *Publisher) partition(tp topicPartition) *partition {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	part := p.parts[tp]
+	if part == nil {
+		part = &partition{tp: tp, sem: make(chan struct{}, 1)}
+		p.parts[tp] = part
+	}
+	return part
 }
 
-// deliver routes every outcome to its wave. Result channels are buffered for
-// the whole wave, so a caller that stopped waiting never blocks it.
-func (p *Publisher) deliver() {
-	defer close(p.done)
-	successes, errs := p.producer.Successes(), p.producer.Errors()
-	for successes != nil || errs != nil {
-		select {
-		case m, ok := <-successes:
-			if !ok {
-				successes = nil
+// assign sets the partition of each key of topic (nil: no key), with the
+// partitioner of the sarama config (sarama's hash partitioner, as
+// watermill-kafka's publisher uses), over the topic's partitions as sarama's
+// producer does.
+func (p *Publisher) assign(topic string, partitions []int32, keys [][]byte, out []int32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pt := p.partitioners[topic]
+	if pt == nil {
+		pt = p.conf.Producer.Partitioner(topic)
+		p.partitioners[topic] = pt
+	}
+	n := int32(len(partitions))
+	var pm sarama.ProducerMessage
+	seen := map[string]int32{} // a key's partition, hashed once per call
+	for i, key := range keys {
+		pm.Key = nil
+		if key != nil {
+			if part, ok := seen[string(key)]; ok {
+				out[i] = part
 				continue
 			}
-			pd := m.Metadata.(pending)
-			pd.results <- result{index: pd.index, partition: m.Partition}
-		case e, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			pd := e.Msg.Metadata.(pending)
-			pd.results <- result{index: pd.index, partition: e.Msg.Partition, err: e.Err}
+			pm.Key = sarama.ByteEncoder(key)
 		}
-	}
-}
-
-// Publish implements [broker.Publisher]. The message UUID header is the
-// event ID, the other headers are the message headers, the key is the
-// message key (none when empty) and the value is the payload, unchanged:
-// watermill-kafka's DefaultMarshaler reads it back as a Watermill message.
-func (p *Publisher) Publish(ctx context.Context, msgs []*outbox.Message) []error {
-	c := &call{p: p, ctx: ctx, msgs: msgs, pms: make([]*sarama.ProducerMessage, len(msgs)),
-		errs: make([]error, len(msgs)), failed: map[[2]string]error{}}
-	var wave []int
-	waveBytes := recordBatchOverhead
-	for i, m := range msgs {
-		pm, err := marshal(ctx, m)
-		size := 0
-		if err == nil {
-			size = pm.ByteSize(2) // record batch format v2
-		}
-		fits := err == nil && size <= p.maxBytes
-		if fits && len(wave) > 0 && waveBytes+size >= p.maxBytes {
-			c.send(wave)
-			wave, waveBytes = nil, recordBatchOverhead
-		}
-		switch gateErr := c.gate(i); {
-		case gateErr != nil:
-			c.fail(i, gateErr)
-		case err != nil:
-			c.fail(i, fmt.Errorf("%w: marshal: %w", outbox.ErrPermanent, err))
-		case size > p.maxBytes:
-			c.fail(i, fmt.Errorf("%w: %d bytes over MaxMessageBytes %d: %w",
-				outbox.ErrPermanent, size, p.maxBytes, sarama.ErrMessageSizeTooLarge))
-		default:
-			c.pms[i] = pm
-			wave = append(wave, i)
-			waveBytes += size
-		}
-	}
-	if len(wave) > 0 {
-		c.send(wave)
-	}
-	for _, err := range c.errs {
+		choice, err := pt.Partition(&pm, n)
 		if err != nil {
-			return c.errs
+			return err
+		}
+		if choice < 0 || choice >= n {
+			return sarama.ErrInvalidPartition
+		}
+		out[i] = partitions[choice]
+		if key != nil {
+			seen[string(key)] = out[i]
 		}
 	}
 	return nil
 }
 
-func marshal(ctx context.Context, m *outbox.Message) (*sarama.ProducerMessage, error) {
-	pm, err := wmkafka.DefaultMarshaler{}.Marshal(m.Topic, broker.ToWatermill(ctx, m))
-	if err != nil {
-		return nil, err
+// Publish implements [broker.Publisher]. The message UUID header is the event
+// ID, the other headers are the message headers, the key is the message key
+// (none when empty) and the value is the payload, unchanged: watermill-kafka's
+// DefaultMarshaler reads it back as a Watermill message.
+//
+// A failed record batch fails its messages: the first message of each key in
+// it gets the error and the key's later messages, in the batch or after it,
+// are skipped ([outbox.ErrSkipped]). A batch whose fate is unknown (it may
+// have been appended) gives every one of its messages the error instead, never
+// ErrSkipped nor ErrPermanent, since each may be on the topic. When a
+// partition's messages take several batches and one fails, the later batches
+// of that partition are still sent, without the messages of the keys that
+// failed; unkeyed messages never wait for each other. Once a batch failed
+// because the broker could not be reached, no batch that was not sent yet is
+// sent in this call: its messages fail as unreachable.
+//
+// Publish returns when every message has an outcome, or when ctx ends. In
+// that case a request may still be out: its messages get an error that wraps
+// ctx's error and says that the outcome is unknown, and the partition's next
+// batch, in any call, waits until the request returned and goes out in a new
+// producer epoch.
+func (p *Publisher) Publish(ctx context.Context, msgs []*outbox.Message) []error {
+	if len(msgs) == 0 {
+		return nil
 	}
+	c := newCall(p, ctx, msgs)
+	if !p.enter() {
+		for i := range msgs {
+			c.errs[i] = errClosed
+		}
+		return c.errs
+	}
+	if err := ctx.Err(); err != nil {
+		defer p.wg.Done()
+		c.stop(err)
+		return c.result()
+	}
+	c.prepare()
+	done := make(chan struct{})
+	go func() {
+		defer p.wg.Done()
+		defer close(done)
+		c.run()
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		select {
+		case <-done:
+		default:
+			return c.abandon(ctx.Err())
+		}
+	}
+	return c.result()
+}
+
+// prepare builds the records. A message too large by itself fails
+// permanently, and later messages of its key are skipped.
+func (c *call) prepare() {
+	for i, m := range c.msgs {
+		rec := newRecord(m)
+		c.recs[i] = rec
+		if size := recordBatchOverhead + recordSize(rec, 0); size > c.p.maxBytes {
+			c.fail(i, fmt.Errorf("%w: %d bytes over MaxMessageBytes %d: %w",
+				outbox.ErrPermanent, size, c.p.maxBytes, sarama.ErrMessageSizeTooLarge))
+		}
+	}
+}
+
+// newRecord returns m as watermill-kafka's DefaultMarshaler writes it: the
+// header _watermill_message_uuid (wmkafka.UUIDHeaderKey) holds the event ID
+// and comes first, then one header per message header (but the UUID one)
+// in map order; the value is the payload, the key the message key (none
+// when empty). One buffer holds the key and every header's bytes.
+func newRecord(m *outbox.Message) *sarama.Record {
+	id := m.ID.String()
+	size := len(wmkafka.UUIDHeaderKey) + len(id) + len(m.Key)
+	n := 1
+	for k, v := range m.Headers {
+		if k != wmkafka.UUIDHeaderKey {
+			size += len(k) + len(v)
+			n++
+		}
+	}
+	buf := make([]byte, 0, size)
+	hs := make([]sarama.RecordHeader, n)
+	ptrs := make([]*sarama.RecordHeader, n)
+	take := func(s string) []byte {
+		at := len(buf)
+		buf = append(buf, s...)
+		return buf[at:len(buf):len(buf)]
+	}
+	hs[0] = sarama.RecordHeader{Key: take(wmkafka.UUIDHeaderKey), Value: take(id)}
+	ptrs[0] = &hs[0]
+	j := 1
+	for k, v := range m.Headers {
+		if k != wmkafka.UUIDHeaderKey {
+			hs[j] = sarama.RecordHeader{Key: take(k), Value: take(v)}
+			ptrs[j] = &hs[j]
+			j++
+		}
+	}
+	rec := &sarama.Record{Value: m.Value, Headers: ptrs}
 	if m.Key != "" {
-		pm.Key = sarama.StringEncoder(m.Key)
+		rec.Key = take(m.Key)
 	}
-	return pm, nil
+	return rec
 }
 
-// call is the state of one Publish call.
-type call struct {
-	p           *Publisher
-	ctx         context.Context
-	msgs        []*outbox.Message
-	pms         []*sarama.ProducerMessage
-	errs        []error
-	failed      map[[2]string]error // the first failure of each topic and key
-	unreachable error               // set once a message failed as unreachable
-}
-
-func (c *call) key(i int) [2]string { return [2]string{c.msgs[i].Topic, c.msgs[i].Key} }
-
-// gate says why message i must not be sent, if it must not.
-func (c *call) gate(i int) error {
-	switch cause := c.failed[c.key(i)]; {
-	case c.msgs[i].Key != "" && cause != nil:
-		return skipped(cause)
-	case c.unreachable != nil:
-		// Waiting for the same timeouts again would only delay the
-		// report of an outage.
-		return fmt.Errorf("not sent: %w", c.unreachable)
-	case c.ctx.Err() != nil:
-		return fmt.Errorf("produce: %w", c.ctx.Err())
+// result returns the outcomes once the call is over.
+func (c *call) result() []error {
+	if slices.ContainsFunc(c.errs, func(err error) bool { return err != nil }) {
+		return c.errs
 	}
 	return nil
+}
+
+// abandon returns the outcomes so far when ctx ended before the call was
+// over. The call goes on until its requests in flight return, then stops.
+func (c *call) abandon(cause error) []error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.abandoned = true
+	out := make([]error, len(c.msgs))
+	failed := map[[2]string]error{}
+	for i, m := range c.msgs {
+		k := c.key(i)
+		switch c.status[i] {
+		case settled:
+			out[i] = c.errs[i]
+		case inFlight:
+			out[i] = unknownOutcome(fmt.Errorf("produce: %w", cause))
+		default:
+			if m.Key != "" && failed[k] != nil {
+				out[i] = skipped(failed[k])
+			} else {
+				out[i] = fmt.Errorf("produce: %w", cause)
+			}
+		}
+		if out[i] != nil && m.Key != "" && failed[k] == nil {
+			failed[k] = out[i]
+		}
+	}
+	return out
 }
 
 // skipped is the error of a message not sent, or failed with its batch,
@@ -214,98 +447,12 @@ func skipped(cause error) error {
 	return fmt.Errorf("%w: %v", outbox.ErrSkipped, cause)
 }
 
-func (c *call) fail(i int, err error) {
-	c.errs[i] = err
-	if k := c.key(i); c.msgs[i].Key != "" && c.failed[k] == nil {
-		c.failed[k] = err
+// unknownOutcome is the error of a message whose batch may have been
+// appended. It keeps the unreachable class of err but never the permanent
+// one: the message may be on the topic, and a later attempt may succeed.
+func unknownOutcome(err error) error {
+	if errors.Is(err, outbox.ErrPermanent) {
+		return fmt.Errorf("outcome unknown, may be on the topic: %v", err)
 	}
-	if errors.Is(err, outbox.ErrUnreachable) && c.unreachable == nil {
-		c.unreachable = err
-	}
-}
-
-// send produces the wave and records every outcome in slice order, so that
-// a failure skips the later messages of its key.
-func (c *call) send(wave []int) {
-	results := c.produce(wave)
-
-	// A partition's batch that is too large for the broker fails as a
-	// whole: only a message alone in its batch is surely too large itself.
-	// The others are sent again one by one to find out.
-	type partition struct {
-		topic string
-		id    int32
-	}
-	tooLarge := map[partition]int{}
-	for _, i := range wave {
-		if r, ok := results[i]; ok && errors.Is(r.err, sarama.ErrMessageSizeTooLarge) {
-			tooLarge[partition{c.msgs[i].Topic, r.partition}]++
-		}
-	}
-	var again []int
-	for _, i := range wave {
-		r, ok := results[i]
-		switch {
-		case !ok:
-			if c.errs[i] == nil {
-				c.fail(i, fmt.Errorf("produce: %w", c.ctx.Err()))
-			}
-		case r.err == nil:
-			// Already on the topic even if an earlier message of its
-			// key failed (possible only when sarama split a wave).
-		case c.msgs[i].Key != "" && c.failed[c.key(i)] != nil:
-			c.errs[i] = skipped(c.failed[c.key(i)])
-		case tooLarge[partition{c.msgs[i].Topic, r.partition}] > 1:
-			again = append(again, i)
-		default:
-			c.fail(i, classify(fmt.Errorf("produce: %w", r.err)))
-		}
-	}
-	for _, i := range again {
-		if err := c.gate(i); err != nil {
-			c.fail(i, err)
-			continue
-		}
-		c.send([]int{i})
-	}
-}
-
-// produce hands the wave to sarama and waits for the outcomes, or for ctx.
-// Messages it could not hand over get an error here and no result.
-func (c *call) produce(wave []int) map[int]result {
-	ch := make(chan result, len(wave))
-	sent := 0
-	c.p.mu.RLock()
-	for _, i := range wave {
-		if c.p.closed {
-			c.fail(i, errClosed)
-			continue
-		}
-		if c.ctx.Err() != nil {
-			c.fail(i, fmt.Errorf("produce: %w", c.ctx.Err()))
-			continue
-		}
-		// A fresh message each time: sarama owns the ones it was given.
-		tmpl := c.pms[i]
-		pm := &sarama.ProducerMessage{Topic: tmpl.Topic, Key: tmpl.Key, Value: tmpl.Value,
-			Headers: tmpl.Headers, Metadata: pending{index: i, results: ch}}
-		select {
-		case c.p.producer.Input() <- pm:
-			sent++
-		case <-c.ctx.Done():
-			c.fail(i, fmt.Errorf("produce: %w", c.ctx.Err()))
-		}
-	}
-	c.p.mu.RUnlock()
-
-	results := make(map[int]result, sent)
-	for len(results) < sent {
-		select {
-		case r := <-ch:
-			results[r.index] = r
-		case <-c.ctx.Done():
-			return results
-		}
-	}
-	return results
+	return fmt.Errorf("outcome unknown, may be on the topic: %w", err)
 }
