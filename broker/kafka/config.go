@@ -11,9 +11,12 @@ import (
 
 // Defaults of [Config].
 const (
-	DefaultClientID        = "outbox"
-	DefaultNetTimeout      = 3 * time.Second
-	DefaultMaxMessageBytes = 1_000_000
+	DefaultClientID   = "outbox"
+	DefaultNetTimeout = 3 * time.Second
+	// DefaultMaxMessageBytes is Kafka's default message.max.bytes, which
+	// bounds a record batch: every event within the outbox's default limit
+	// (outbox.DefaultMaxRecordBytes) fits with the relay's headers.
+	DefaultMaxMessageBytes = 1_048_588
 )
 
 // The knobs below are fixed: they are what makes the producer safe (no

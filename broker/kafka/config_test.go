@@ -32,7 +32,7 @@ func TestSaramaConfig(t *testing.T) {
 	require.Equal(t, 1, sc.Metadata.Retry.Max)
 	require.Equal(t, 250*time.Millisecond, sc.Metadata.Retry.Backoff)
 	require.Equal(t, 3*time.Second, sc.Metadata.Timeout)
-	require.Equal(t, 1_000_000, sc.Producer.MaxMessageBytes)
+	require.Equal(t, 1_048_588, sc.Producer.MaxMessageBytes)
 	require.Equal(t, 5*time.Millisecond, sc.Producer.Flush.Frequency)
 	require.Equal(t, sarama.CompressionNone, sc.Producer.Compression)
 	require.True(t, sc.Producer.Return.Successes)

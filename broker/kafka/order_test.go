@@ -541,13 +541,15 @@ func TestSeveralBrokers(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(6, topic))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	p := newPublisher(t, kafka.Config{Brokers: c.ListenAddrs()})
-
+	// kfake places leaders at random: spread them over the brokers before
+	// the publisher reads the metadata.
 	leaders := map[int32]bool{}
 	for part := range int32(6) {
+		require.NoError(t, c.MoveTopicPartition(topic, part, part%3))
 		leaders[c.LeaderFor(topic, part)] = true
 	}
 	require.Len(t, leaders, 3, "the partitions spread over the brokers")
+	p := newPublisher(t, kafka.Config{Brokers: c.ListenAddrs()})
 	perNode := map[int32]*kfake.FaultHandle{}
 	for node := range leaders {
 		perNode[node] = c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Nodes: []int32{node}, Count: -1, Observe: true})
