@@ -25,7 +25,9 @@ import (
 )
 
 // Run runs the suite. newHarness is called once per subtest and must return
-// a harness over its own empty table.
+// a harness over its own empty table. Call it from a test that is not
+// parallel: its Shutdown subtest checks that no goroutine leaked, which holds
+// only while no other test runs beside it.
 func Run(t *testing.T, newHarness func(t *testing.T) storetest.Harness) {
 	// Shutdown checks for leaked goroutines, so it runs alone, before the
 	// parallel subtests start.
