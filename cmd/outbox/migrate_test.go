@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxkit/outbox/internal/testenv"
+)
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, dsn string }{
+		{"postgres", testenv.PostgresURL()},
+		{"mysql", testenv.MySQLDSN()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			table := testenv.Table("migrate")
+			db := sqlDB(t, map[string]string{"postgres": "pgx", "mysql": "mysql"}[tc.name], tc.dsn)
+			t.Cleanup(func() {
+				ctx := context.Background()
+				_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table)
+				_, _ = db.ExecContext(ctx, "DELETE FROM outbox_migrations WHERE table_name = '"+table+"'")
+			})
+			migrate := func(args ...string) result {
+				return cli(t, append(append([]string{"migrate"}, args...), "--dsn", tc.dsn, "--table", table)...)
+			}
+			applied := func() []int {
+				r := requireOK(t, migrate("status", "--json"))
+				var out struct {
+					Table      string          `json:"table"`
+					Dialect    string          `json:"dialect"`
+					Migrations []migrationJSON `json:"migrations"`
+				}
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+				require.Equal(t, table, out.Table)
+				require.Equal(t, tc.name, out.Dialect)
+				require.Len(t, out.Migrations, 2)
+				vs := []int{}
+				for _, m := range out.Migrations {
+					if m.Applied {
+						vs = append(vs, m.Version)
+					}
+				}
+				return vs
+			}
+
+			require.Empty(t, applied())
+			// Before the table exists, the other commands say so.
+			r := cli(t, "status", "--dsn", tc.dsn, "--table", table)
+			require.Equal(t, 1, r.code)
+			require.Contains(t, r.stderr, "table "+table+" does not exist; create it with 'outbox migrate up'")
+
+			r = requireOK(t, migrate("up"))
+			require.Contains(t, r.stdout, "applied 1_seed_table")
+			require.Contains(t, r.stdout, "applied 2_relay_columns")
+			require.Equal(t, []int{1, 2}, applied())
+			require.Contains(t, requireOK(t, migrate("up")).stdout, "is up to date")
+			require.Contains(t, requireOK(t, migrate("status")).stdout, "2        relay_columns  applied")
+			requireOK(t, cli(t, "status", "--dsn", tc.dsn, "--table", table))
+
+			require.Contains(t, requireOK(t, migrate("down")).stdout, "reverted 2_relay_columns")
+			require.Equal(t, []int{1}, applied())
+			// The seed's table without the relay's columns.
+			r = cli(t, "status", "--dsn", tc.dsn, "--table", table)
+			require.Equal(t, 1, r.code)
+			require.Contains(t, r.stderr, "lacks the relay's columns; add them with 'outbox migrate up'")
+
+			r = migrate("down")
+			require.Equal(t, 2, r.code, "reverting version 1 drops the table: it needs --drop-table")
+			require.Contains(t, r.stderr, "--drop-table")
+			require.Equal(t, []int{1}, applied())
+			require.Contains(t, requireOK(t, migrate("down", "--drop-table")).stdout, "reverted 1_seed_table")
+			require.Empty(t, applied())
+			require.Contains(t, requireOK(t, migrate("down")).stdout, "nothing to revert")
+		})
+	}
+}
+
+func TestConnectionErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ dsn, want string }{
+		{"postgres://postgres@127.0.0.1:1/test?sslmode=disable", "connection refused"},
+		{"root@tcp(127.0.0.1:1)/test", "connection refused"},
+		{"mysql://root@127.0.0.1:1/test", "connection refused"},
+		{"postgres://postgres@127.0.0.1:5432/no_such_db?sslmode=disable", "no_such_db"},
+	} {
+		r := cli(t, "status", "--dsn", tc.dsn)
+		require.Equal(t, 1, r.code, "%s: %s", tc.dsn, r.stderr)
+		require.Contains(t, r.stderr, tc.want, tc.dsn)
+	}
+}
