@@ -234,8 +234,18 @@ const serialBatches = 16
 // cycle claims and publishes. It returns the number of events claimed and how
 // long to pause when the broker was unreachable.
 func (r *Relay) cycle(ctx, work context.Context, bg *background) (int, time.Duration, error) {
+	if ctx.Err() != nil {
+		bg.wait() // no new claim once shutdown began
+		return 0, 0, nil
+	}
 	overlapped := bg.running()
-	claim, err := r.store.Claim(ctx, store.ClaimParams{Owner: r.cfg.Owner, Limit: r.cfg.BatchSize, Lease: r.cfg.Lease})
+	// The claim runs under a context that shutdown does not cancel: one
+	// that committed on the server while its answer was cut off would leave
+	// its events leased, and their keys held, for a whole lease. Once it
+	// returns, the batch is in flight and is finished or released.
+	claimCtx, cancelClaim := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.SettleTimeout)
+	claim, err := r.store.Claim(claimCtx, store.ClaimParams{Owner: r.cfg.Owner, Limit: r.cfg.BatchSize, Lease: r.cfg.Lease})
+	cancelClaim()
 	claimedAt := time.Now()
 	if overlapped && err == nil && len(claim.Records) < bg.size/2 && bg.size == r.cfg.BatchSize {
 		// A full batch was settling and this claim found little: the

@@ -1,0 +1,60 @@
+package relay_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/internal/faulttest"
+	"github.com/outboxkit/outbox/internal/testenv"
+	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/relay/relaytest"
+	"github.com/outboxkit/outbox/store"
+	"github.com/outboxkit/outbox/store/postgres"
+)
+
+// lateClaim holds each Claim until shutdown has begun, then claims: as when
+// a claim commits on the server while the relay is being stopped.
+type lateClaim struct {
+	store.Store
+	stopping <-chan struct{}
+}
+
+func (l lateClaim) Claim(ctx context.Context, p store.ClaimParams) (store.Claim, error) {
+	<-l.stopping
+	return l.Store.Claim(ctx, p)
+}
+
+// A claim that commits after shutdown began is a batch in flight: the relay
+// finishes it, and no lease outlives Run.
+func TestClaimDuringShutdown(t *testing.T) {
+	t.Parallel()
+	st := testenv.PostgresStore(t, postgres.Config{})
+	ctx := context.Background()
+	tx, err := st.Pool().Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, st.AddTx(ctx, tx, relaytest.Event("k", 0), relaytest.Event("k", 1)))
+	require.NoError(t, tx.Commit(ctx))
+
+	stopping := make(chan struct{})
+	rec := faulttest.NewRecorder(0, 1)
+	r, err := relay.New(lateClaim{st, stopping}, broker.NewWatermill(rec), relaytest.FastConfig())
+	require.NoError(t, err)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(runCtx) }()
+	time.Sleep(20 * time.Millisecond) // Run is inside Claim
+	cancel()
+	close(stopping)
+	<-done
+
+	var leased, published int
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE lease_token IS NOT NULL),
+		count(*) FILTER (WHERE published_at IS NOT NULL) FROM `+st.Table()).Scan(&leased, &published))
+	require.Zero(t, leased, "no lease outlives Run")
+	require.Equal(t, 2, published, "the batch claimed during shutdown was finished")
+	require.Len(t, rec.Received(), 2)
+}
