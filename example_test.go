@@ -40,8 +40,12 @@ func Example() {
 	if err := migrations.Up(ctx, db, migrations.PostgreSQL, table); err != nil {
 		panic(err)
 	}
-	defer migrations.Down(ctx, db, migrations.PostgreSQL, table) // drops the relay's columns
-	defer migrations.Down(ctx, db, migrations.PostgreSQL, table) // drops the table
+	defer func() { // revert every version: the last one drops the table
+		ms, _ := migrations.PostgreSQL.Migrations()
+		for range ms {
+			_ = migrations.Down(ctx, db, migrations.PostgreSQL, table)
+		}
+	}()
 	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS example_orders (id text PRIMARY KEY, total int)`); err != nil {
 		panic(err)
 	}

@@ -61,7 +61,7 @@ func hasColumn(t *testing.T, ctx context.Context, db *sql.DB, table, column stri
 
 func requireRelaySchema(t *testing.T, ctx context.Context, db *sql.DB, table string) {
 	t.Helper()
-	require.Equal(t, []int{1, 2}, applied(t, ctx, db, table))
+	require.Equal(t, []int{1, 2, 3}, applied(t, ctx, db, table))
 	for _, c := range []string{"seq", "topic", "headers", "next_attempt_at", "lease_owner", "lease_token", "lease_until", "parked_at", "held"} {
 		require.True(t, hasColumn(t, ctx, db, table, c), "column %s", c)
 	}
@@ -85,7 +85,7 @@ func TestMySQLStepsRerun(t *testing.T) {
 	t.Parallel()
 	db, table, ctx := mysqlTable(t)
 	ms := mustMigrations(t)
-	require.Len(t, ms, 2)
+	require.Len(t, ms, 3)
 	// The guards keep session state (a user variable, a prepared
 	// statement), so the statements run on one connection, as Up runs them.
 	conn, err := db.Conn(ctx)
@@ -103,6 +103,7 @@ func TestMySQLStepsRerun(t *testing.T) {
 	}
 	run(ms[0], true)
 	run(ms[1], true)
+	run(ms[2], true)
 	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
 	requireRelaySchema(t, ctx, db, table)
 	run(ms[1], false)
@@ -116,6 +117,8 @@ func TestMySQLDownThenUp(t *testing.T) {
 	db, table, ctx := mysqlTable(t)
 	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
 
+	require.NoError(t, migrations.Down(ctx, db, migrations.MySQL, table)) // 3: this table's audit records
+	require.Equal(t, []int{1, 2}, applied(t, ctx, db, table))
 	require.NoError(t, migrations.Down(ctx, db, migrations.MySQL, table))
 	require.Equal(t, []int{1}, applied(t, ctx, db, table))
 	require.False(t, hasColumn(t, ctx, db, table, "seq"))
@@ -171,5 +174,5 @@ func TestMySQLConcurrentUp(t *testing.T) {
 	requireRelaySchema(t, ctx, db, table)
 	var n int
 	require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox_migrations WHERE table_name = ?", table).Scan(&n))
-	require.Equal(t, 2, n, "each version recorded once")
+	require.Equal(t, 3, n, "each version recorded once")
 }

@@ -17,7 +17,7 @@ import (
 // an operator either retries one (it becomes pending again and the relay
 // publishes it) or skips it (it stays in the table, no longer blocks its key
 // and is never published). Both leave an audit record in the outbox_audit
-// table, which the store creates on first use.
+// table (migration 3).
 type Admin interface {
 	// Now returns the database clock, for resolving relative times ("the
 	// last 2h") the way the store computes every other time.

@@ -38,7 +38,7 @@ func TestMigrate(t *testing.T) {
 				require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
 				require.Equal(t, table, out.Table)
 				require.Equal(t, tc.name, out.Dialect)
-				require.Len(t, out.Migrations, 2)
+				require.Len(t, out.Migrations, 3)
 				vs := []int{}
 				for _, m := range out.Migrations {
 					if m.Applied {
@@ -57,10 +57,14 @@ func TestMigrate(t *testing.T) {
 			r = requireOK(t, migrate("up"))
 			require.Contains(t, r.stdout, "applied 1_seed_table")
 			require.Contains(t, r.stdout, "applied 2_relay_columns")
-			require.Equal(t, []int{1, 2}, applied())
+			require.Contains(t, r.stdout, "applied 3_audit")
+			require.Equal(t, []int{1, 2, 3}, applied())
 			require.Contains(t, requireOK(t, migrate("up")).stdout, "is up to date")
 			require.Contains(t, requireOK(t, migrate("status")).stdout, "2        relay_columns  applied")
 			requireOK(t, cli(t, "status", "--dsn", tc.dsn, "--table", table))
+
+			require.Contains(t, requireOK(t, migrate("down")).stdout, "reverted 3_audit")
+			require.Equal(t, []int{1, 2}, applied())
 
 			require.Contains(t, requireOK(t, migrate("down")).stdout, "reverted 2_relay_columns")
 			require.Equal(t, []int{1}, applied())

@@ -16,21 +16,6 @@ import (
 
 var _ store.Admin = (*Store)(nil)
 
-// auditTable records operator actions on the events of every outbox table.
-// It is created on first use rather than by a migration, so that tables
-// migrated by older versions get it too. CREATE TABLE commits implicitly,
-// so it runs before the action's transaction, never inside it.
-const auditTable = `CREATE TABLE IF NOT EXISTS outbox_audit (
-    id         BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
-    table_name VARCHAR(128) NOT NULL,
-    event_id   CHAR(36) CHARACTER SET ascii COLLATE ascii_general_ci NOT NULL,
-    action     VARCHAR(16) NOT NULL,
-    actor      TEXT NOT NULL,
-    reason     TEXT NOT NULL,
-    at         TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
-    INDEX ix_outbox_audit_event (table_name, event_id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4`
-
 // rowColumns are the columns of a store.Row, {payload} filled by the caller.
 var rowColumns = `id, seq, COALESCE(topic, JSON_UNQUOTE(JSON_EXTRACT(event_data, '$.topic')), ''),
 	COALESCE(event_key, ''), event_type, aggregate_type, aggregate_id, {payload}, headers, retry_count, ` +
@@ -244,13 +229,10 @@ VALUES (?, ?, 'skip', ?, ?)`, s.table, id.String(), a.Actor, a.Reason)
 	return nil
 }
 
-// inAuditTx creates the audit table if needed and runs fn in a transaction
-// at READ COMMITTED, like the claim: at REPEATABLE READ its locking read of
-// the parked rows would take next-key locks that block business inserts.
+// inAuditTx runs fn in a transaction at READ COMMITTED, like the claim: at
+// REPEATABLE READ its locking read of the parked rows would take next-key
+// locks that block business inserts. The audit table is migration 3's.
 func (s *Store) inAuditTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	if _, err := s.db.ExecContext(ctx, auditTable); err != nil {
-		return fmt.Errorf("audit table: %w", err)
-	}
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
 	if err != nil {
 		return err

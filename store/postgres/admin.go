@@ -16,21 +16,6 @@ import (
 
 var _ store.Admin = (*Store)(nil)
 
-// auditTable records operator actions on the events of every outbox table.
-// It is created on first use rather than by a migration, so that tables
-// migrated by older versions get it too; the advisory lock keeps concurrent
-// first uses from racing on the catalog.
-const auditTable = `CREATE TABLE IF NOT EXISTS outbox_audit (
-    id         BIGSERIAL PRIMARY KEY,
-    table_name VARCHAR(128) NOT NULL,
-    event_id   UUID NOT NULL,
-    action     VARCHAR(16) NOT NULL,
-    actor      TEXT NOT NULL,
-    reason     TEXT NOT NULL,
-    at         TIMESTAMPTZ NOT NULL DEFAULT now())`
-
-const auditLock = 7411932052
-
 // rowColumns are the columns of a store.Row, {payload} filled by the caller.
 const rowColumns = `id, seq, COALESCE(topic, event_data->>'topic', ''), COALESCE(event_key, ''), event_type,
 	aggregate_type, aggregate_id, {payload}, headers, retry_count, created_at, published_at, parked_at,
@@ -150,7 +135,7 @@ func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (store.Row, error) {
 // one statement, so they commit together.
 func (s *Store) RetryParked(ctx context.Context, p store.RetryParams) (int, error) {
 	var n int
-	err := s.inAuditTx(ctx, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var id *[16]byte
 		if p.ID != uuid.Nil {
 			b := [16]byte(p.ID)
@@ -183,7 +168,7 @@ SELECT $4, id, 'retry', $5, $6 FROM r`, "{t}", s.table), id, key, p.Limit, s.tab
 // SkipParked implements [store.Admin]. last_error keeps the skip too, so
 // that the row tells its story without the audit table.
 func (s *Store) SkipParked(ctx context.Context, id uuid.UUID, a store.Action) error {
-	err := s.inAuditTx(ctx, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var parked bool
 		var lastErr string
 		var now time.Time
@@ -214,25 +199,6 @@ VALUES ($1, $2, 'skip', $3, $4)`, s.table, [16]byte(id), a.Actor, a.Reason)
 // skipNote is the last_error of a skipped event.
 func skipNote(a store.Action, at time.Time, lastErr string) string {
 	return fmt.Sprintf("skipped by %s at %s: %s; last error: %s", a.Actor, at.UTC().Format(time.RFC3339), a.Reason, lastErr)
-}
-
-// inAuditTx runs fn in a transaction in which the audit table exists.
-func (s *Store) inAuditTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var exists bool
-		if err := tx.QueryRow(ctx, "SELECT to_regclass('outbox_audit') IS NOT NULL").Scan(&exists); err != nil {
-			return err
-		}
-		if !exists {
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(auditLock)); err != nil {
-				return fmt.Errorf("audit table: %w", err)
-			}
-			if _, err := tx.Exec(ctx, auditTable); err != nil {
-				return fmt.Errorf("audit table: %w", err)
-			}
-		}
-		return fn(tx)
-	})
 }
 
 // ListPublished implements [store.Admin]. The conditions are built per call

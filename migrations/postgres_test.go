@@ -1,0 +1,88 @@
+package migrations_test
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/stretchr/testify/require"
+
+	"github.com/outboxkit/outbox/internal/testenv"
+	"github.com/outboxkit/outbox/migrations"
+)
+
+func postgresTable(t *testing.T) (*sql.DB, string) {
+	t.Helper()
+	db := stdlib.OpenDBFromPool(testenv.Postgres(t))
+	t.Cleanup(func() { db.Close() })
+	table := testenv.Table("mig")
+	t.Cleanup(func() {
+		_, _ = db.Exec("DROP TABLE IF EXISTS " + table)
+		_, _ = db.Exec("DELETE FROM outbox_migrations WHERE table_name = $1", table)
+	})
+	return db, table
+}
+
+func versions(t *testing.T, db *sql.DB, table string) []int {
+	t.Helper()
+	st, err := migrations.List(context.Background(), db, migrations.PostgreSQL, table)
+	require.NoError(t, err)
+	var vs []int
+	for _, s := range st {
+		if s.Applied {
+			vs = append(vs, s.Version)
+		}
+	}
+	return vs
+}
+
+// Several processes applying the migrations at once: each version runs and
+// is recorded once, and applying again changes nothing.
+func TestPostgresConcurrentUp(t *testing.T) {
+	t.Parallel()
+	db, table := postgresTable(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		// A pool each, as separate processes would have.
+		other := stdlib.OpenDBFromPool(testenv.Postgres(t))
+		defer other.Close()
+		wg.Go(func() { errs[i] = migrations.Up(ctx, other, migrations.PostgreSQL, table) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.NoError(t, migrations.Up(ctx, db, migrations.PostgreSQL, table))
+	require.Equal(t, []int{1, 2, 3}, versions(t, db, table))
+	var n int
+	require.NoError(t, db.QueryRow("SELECT count(*) FROM outbox_migrations WHERE table_name = $1", table).Scan(&n))
+	require.Equal(t, 3, n)
+}
+
+// Down step by step and up again, with a row of an older writer in between:
+// the seed's table keeps its rows and is adopted again.
+func TestPostgresDownThenUp(t *testing.T) {
+	t.Parallel()
+	db, table := postgresTable(t)
+	ctx := context.Background()
+	require.NoError(t, migrations.Up(ctx, db, migrations.PostgreSQL, table))
+	require.NoError(t, migrations.Down(ctx, db, migrations.PostgreSQL, table))
+	require.NoError(t, migrations.Down(ctx, db, migrations.PostgreSQL, table))
+	require.Equal(t, []int{1}, versions(t, db, table))
+	_, err := db.Exec(`INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, event_data)
+		VALUES ('file', 'f-1', 'file.v1', 'f-1', '{"topic":"files"}')`)
+	require.NoError(t, err, "the seed's table takes the seed's rows")
+	require.NoError(t, migrations.Up(ctx, db, migrations.PostgreSQL, table))
+	var seq int64
+	require.NoError(t, db.QueryRow("SELECT seq FROM "+table).Scan(&seq))
+	require.Positive(t, seq, "older rows get a seq")
+	require.NoError(t, migrations.Down(ctx, db, migrations.PostgreSQL, table))
+	require.NoError(t, migrations.Down(ctx, db, migrations.PostgreSQL, table))
+	require.NoError(t, migrations.Down(ctx, db, migrations.PostgreSQL, table))
+	require.Empty(t, versions(t, db, table))
+	require.Error(t, migrations.Up(ctx, db, migrations.PostgreSQL, "bad name"), "table names are validated")
+}
