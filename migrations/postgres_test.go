@@ -73,7 +73,7 @@ func TestPostgresDownThenUp(t *testing.T) {
 	require.NoError(t, migrations.Down(ctx, db, migrations.PostgreSQL, table))
 	require.NoError(t, migrations.Down(ctx, db, migrations.PostgreSQL, table))
 	require.Equal(t, []int{1}, versions(t, db, table))
-	_, err := db.Exec(`INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, event_data)
+	_, err := db.Exec(`INSERT INTO ` + table + ` (aggregate_type, aggregate_id, event_type, event_key, event_data)
 		VALUES ('file', 'f-1', 'file.v1', 'f-1', '{"topic":"files"}')`)
 	require.NoError(t, err, "the seed's table takes the seed's rows")
 	require.NoError(t, migrations.Up(ctx, db, migrations.PostgreSQL, table))
