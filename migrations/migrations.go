@@ -10,6 +10,10 @@
 //
 // The functions take a *sql.DB; with pgx, open one over a pool with
 // github.com/jackc/pgx/v5/stdlib.OpenDBFromPool.
+//
+// Other tables that travel with the outbox (the Watermill inbox of
+// contrib/watermill) bring their own [Files] and are applied by the same
+// runner, with the same lock and bookkeeping.
 package migrations
 
 import (
@@ -27,7 +31,19 @@ import (
 )
 
 //go:embed postgres/*.sql mysql/*.sql
-var files embed.FS
+var outboxFiles embed.FS
+
+// Files is a set of versioned migrations for one kind of table:
+// <dialect>/<version>_<name>.up.sql and .down.sql for each dialect ("postgres",
+// "mysql"), text/template sources in which {{.Table}} is the table name as
+// given and {{.Name}} its part after any schema. Statements are separated by
+// ";" at the end of a line; lines starting with "--" are comments.
+type Files struct {
+	fs.FS
+}
+
+// Outbox is the outbox table's migrations, which Up, Down and List apply.
+var Outbox = Files{outboxFiles}
 
 // Dialect is a SQL dialect with its migrations.
 type Dialect struct {
@@ -100,9 +116,12 @@ type Status struct {
 	Applied bool
 }
 
-// Migrations returns d's migrations in version order.
-func (d Dialect) Migrations() ([]Migration, error) {
-	entries, err := fs.Glob(files, d.name+"/*.up.sql")
+// Migrations returns d's outbox migrations in version order.
+func (d Dialect) Migrations() ([]Migration, error) { return Outbox.Migrations(d) }
+
+// Migrations returns the migrations of f for d, in version order.
+func (f Files) Migrations(d Dialect) ([]Migration, error) {
+	entries, err := fs.Glob(f, d.name+"/*.up.sql")
 	if err != nil {
 		return nil, err
 	}
@@ -114,11 +133,11 @@ func (d Dialect) Migrations() ([]Migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("migration %s: bad version: %w", path, err)
 		}
-		up, err := files.ReadFile(path)
+		up, err := fs.ReadFile(f, path)
 		if err != nil {
 			return nil, err
 		}
-		down, err := files.ReadFile(d.name + "/" + base + ".down.sql")
+		down, err := fs.ReadFile(f, d.name+"/"+base+".down.sql")
 		if err != nil {
 			return nil, fmt.Errorf("migration %s: %w", base, err)
 		}
@@ -168,9 +187,26 @@ func stripComments(s string) string {
 	return strings.Join(lines, "\n")
 }
 
-// Up applies every migration of d that table lacks, in order.
+// Up applies every outbox migration of d that table lacks, in order.
 func Up(ctx context.Context, db *sql.DB, d Dialect, table string) error {
-	return migrate(ctx, db, d, table, func(ms []Migration, applied map[int]bool) []step {
+	return Outbox.Up(ctx, db, d, table)
+}
+
+// Down reverts the last applied outbox migration of table. Reverting version
+// 1 drops the table with every event in it.
+func Down(ctx context.Context, db *sql.DB, d Dialect, table string) error {
+	return Outbox.Down(ctx, db, d, table)
+}
+
+// List returns d's outbox migrations and whether each has been applied to
+// table.
+func List(ctx context.Context, db *sql.DB, d Dialect, table string) ([]Status, error) {
+	return Outbox.List(ctx, db, d, table)
+}
+
+// Up applies every migration of f that table lacks, in order.
+func (f Files) Up(ctx context.Context, db *sql.DB, d Dialect, table string) error {
+	return f.migrate(ctx, db, d, table, func(ms []Migration, applied map[int]bool) []step {
 		var steps []step
 		for _, m := range ms {
 			if !applied[m.Version] {
@@ -181,10 +217,9 @@ func Up(ctx context.Context, db *sql.DB, d Dialect, table string) error {
 	})
 }
 
-// Down reverts the last applied migration of table. Reverting version 1 drops
-// the table with every event in it.
-func Down(ctx context.Context, db *sql.DB, d Dialect, table string) error {
-	return migrate(ctx, db, d, table, func(ms []Migration, applied map[int]bool) []step {
+// Down reverts the last applied migration of f on table.
+func (f Files) Down(ctx context.Context, db *sql.DB, d Dialect, table string) error {
+	return f.migrate(ctx, db, d, table, func(ms []Migration, applied map[int]bool) []step {
 		for i := len(ms) - 1; i >= 0; i-- {
 			if applied[ms[i].Version] {
 				return []step{{ms[i], false}}
@@ -194,10 +229,11 @@ func Down(ctx context.Context, db *sql.DB, d Dialect, table string) error {
 	})
 }
 
-// List returns d's migrations and whether each has been applied to table.
-func List(ctx context.Context, db *sql.DB, d Dialect, table string) ([]Status, error) {
+// List returns the migrations of f and whether each has been applied to
+// table.
+func (f Files) List(ctx context.Context, db *sql.DB, d Dialect, table string) ([]Status, error) {
 	var out []Status
-	err := migrate(ctx, db, d, table, func(ms []Migration, applied map[int]bool) []step {
+	err := f.migrate(ctx, db, d, table, func(ms []Migration, applied map[int]bool) []step {
 		for _, m := range ms {
 			out = append(out, Status{m, applied[m.Version]})
 		}
@@ -211,11 +247,14 @@ type step struct {
 	up bool
 }
 
-func migrate(ctx context.Context, db *sql.DB, d Dialect, table string, plan func([]Migration, map[int]bool) []step) (err error) {
+// migrate applies the steps that plan picks, on one connection that holds
+// the dialect's lock. Versions are recorded per table name in
+// outbox_migrations, whatever set of files they come from.
+func (f Files) migrate(ctx context.Context, db *sql.DB, d Dialect, table string, plan func([]Migration, map[int]bool) []step) (err error) {
 	if err := ValidateTable(table); err != nil {
 		return err
 	}
-	ms, err := d.Migrations()
+	ms, err := f.Migrations(d)
 	if err != nil {
 		return err
 	}

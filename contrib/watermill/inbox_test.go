@@ -196,11 +196,11 @@ func TestInboxMigrations(t *testing.T) {
 			ctx := context.Background()
 			require.NoError(t, outboxwatermill.MigrateInbox(ctx, ic.db, d, table))
 			require.Zero(t, count(t, ic.db, "SELECT count(*) FROM "+table))
-			require.Equal(t, 1, count(t, ic.db, "SELECT count(*) FROM outbox_inbox_migrations WHERE table_name = '"+table+"'"))
+			require.Equal(t, 1, count(t, ic.db, "SELECT count(*) FROM outbox_migrations WHERE table_name = '"+table+"'"))
 			require.NoError(t, outboxwatermill.RevertInbox(ctx, ic.db, d, table))
 			_, err := ic.db.ExecContext(ctx, "SELECT count(*) FROM "+table)
 			require.Error(t, err, "the table is dropped")
-			require.Zero(t, count(t, ic.db, "SELECT count(*) FROM outbox_inbox_migrations WHERE table_name = '"+table+"'"))
+			require.Zero(t, count(t, ic.db, "SELECT count(*) FROM outbox_migrations WHERE table_name = '"+table+"'"))
 			require.NoError(t, outboxwatermill.RevertInbox(ctx, ic.db, d, table), "nothing left to revert")
 		})
 	}

@@ -31,7 +31,7 @@ func testConfig(t *testing.T) Config {
 			_, _ = pool.Exec(ctx, "DROP TABLE IF EXISTS "+table)
 		}
 		_, _ = pool.Exec(ctx, "DELETE FROM outbox_migrations WHERE table_name = $1", cfg.OutboxTable)
-		_, _ = pool.Exec(ctx, "DELETE FROM outbox_inbox_migrations WHERE table_name = $1", cfg.InboxTable)
+		_, _ = pool.Exec(ctx, "DELETE FROM outbox_migrations WHERE table_name = $1", cfg.InboxTable)
 	})
 	return cfg
 }
