@@ -16,6 +16,7 @@ import (
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/internal/testenv"
 	outboxotel "github.com/outboxkit/outbox/otel"
 	"github.com/outboxkit/outbox/store/postgres"
 )
@@ -61,7 +62,7 @@ func TestMetrics(t *testing.T) {
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	opts = append(opts, outboxotel.WithMeterProvider(mp))
 
-	st := newStore(t, postgres.Config{})
+	st := testenv.PostgresStore(t, postgres.Config{})
 	unregister, err := outboxotel.RegisterStoreMetrics(st, opts...)
 	require.NoError(t, err)
 

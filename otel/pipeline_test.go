@@ -1,7 +1,6 @@
 package otel_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -23,29 +21,10 @@ import (
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/internal/testenv"
-	"github.com/outboxkit/outbox/migrations"
 	outboxotel "github.com/outboxkit/outbox/otel"
 	"github.com/outboxkit/outbox/relay"
 	"github.com/outboxkit/outbox/store/postgres"
 )
-
-// newStore returns a store over a fresh, migrated table that is dropped at
-// the end of the test.
-func newStore(t *testing.T, cfg postgres.Config) *postgres.Store {
-	t.Helper()
-	pool := testenv.Postgres(t)
-	cfg.Table = testenv.Table("outbox_otel")
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	require.NoError(t, migrations.Up(context.Background(), db, migrations.PostgreSQL, cfg.Table))
-	t.Cleanup(func() {
-		_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+cfg.Table)
-		_, _ = pool.Exec(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = $1", cfg.Table)
-	})
-	st, err := postgres.New(pool, cfg)
-	require.NoError(t, err)
-	return st
-}
 
 // newTracing returns a recorder of ended spans and options that use it.
 // W3C baggage is in the propagator so that the tests see it does no harm.
@@ -189,24 +168,6 @@ func spanNamed(t *testing.T, rec *tracetest.SpanRecorder, name string) sdktrace.
 	return found[0]
 }
 
-// syncBuffer is a log sink that the relay writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newLogger(buf *syncBuffer) *slog.Logger {
+func newLogger(buf *testenv.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }

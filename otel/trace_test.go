@@ -17,6 +17,7 @@ import (
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/internal/testenv"
 	outboxotel "github.com/outboxkit/outbox/otel"
 	"github.com/outboxkit/outbox/store/postgres"
 )
@@ -39,7 +40,7 @@ func TestTraceEndToEnd(t *testing.T) {
 			if tc.create {
 				writeOpts = append(slices.Clone(opts), outboxotel.WithCreateSpans())
 			}
-			st := newStore(t, postgres.Config{Tracer: outboxotel.NewWriteTracer(writeOpts...)})
+			st := testenv.PostgresStore(t, postgres.Config{Tracer: outboxotel.NewWriteTracer(writeOpts...)})
 			ps := newGoChannel(t)
 			msgs := consume(t, ps, "orders", opts)
 			runRelay(t, st, broker.NewWatermill(ps), outboxotel.NewRelayTracer(opts...))
@@ -111,8 +112,8 @@ func TestTraceEndToEnd(t *testing.T) {
 func TestMalformedTraceparent(t *testing.T) {
 	t.Parallel()
 	rec, tracer, opts := newTracing(t)
-	var logs syncBuffer
-	st := newStore(t, postgres.Config{Tracer: outboxotel.NewWriteTracer(opts...)})
+	var logs testenv.Buffer
+	st := testenv.PostgresStore(t, postgres.Config{Tracer: outboxotel.NewWriteTracer(opts...)})
 	ps := newGoChannel(t)
 	msgs := consume(t, ps, "orders", opts)
 	runRelay(t, st, broker.NewWatermill(ps),
@@ -158,7 +159,7 @@ func TestMalformedTraceparent(t *testing.T) {
 func TestNoSpan(t *testing.T) {
 	t.Parallel()
 	rec, _, opts := newTracing(t)
-	st := newStore(t, postgres.Config{Tracer: outboxotel.NewWriteTracer(opts...)})
+	st := testenv.PostgresStore(t, postgres.Config{Tracer: outboxotel.NewWriteTracer(opts...)})
 	ps := newGoChannel(t)
 	msgs := consume(t, ps, "orders", opts)
 	runRelay(t, st, broker.NewWatermill(ps), outboxotel.NewRelayTracer(opts...))

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/outboxkit/outbox/internal/testenv"
 )
 
 func TestUsage(t *testing.T) {
@@ -52,7 +54,7 @@ func TestUsage(t *testing.T) {
 func TestDevkafka(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	done := make(chan int)
 	go func() { done <- run(ctx, []string{"devkafka", "-port", "0", "-partitions", "2"}, &stdout, &stderr) }()
 

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/store"
 )
 
@@ -51,11 +52,11 @@ func TestParkedRetry(t *testing.T) {
 
 		b := newBroker(t)
 		ctx, cancel := context.WithCancel(t.Context())
-		var stderr syncBuffer
+		var stderr testenv.Buffer
 		done := make(chan int, 1)
 		go func() {
 			done <- run(ctx, []string{"relay", "--dsn", f.dsn, "--table", f.table, "--brokers", b.Addr(),
-				"--metrics-addr", "", "--poll", "20ms"}, &syncBuffer{}, &stderr)
+				"--metrics-addr", "", "--poll", "20ms"}, &testenv.Buffer{}, &stderr)
 		}()
 		recs := consumed(t, b.Addr(), topic, 2, 20*time.Second)
 		cancel()

@@ -15,19 +15,20 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/internal/testenv"
 )
 
 // relayProcess is 'outbox relay' in a child process: the test binary run as
 // the command (see TestMain).
 type relayProcess struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testenv.Buffer
 	done   chan struct{}
 }
 
 func startRelay(t *testing.T, f *fixture, brokers string) *relayProcess {
 	t.Helper()
-	p := &relayProcess{stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &relayProcess{stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	// A short lease: a claim that commits just as SIGTERM cancels it
 	// stays leased by the stopped relay until the lease expires (seen in
 	// about one run in four), and holds its key until then.
