@@ -34,7 +34,9 @@ type Config struct {
 	// ErrorRetryInterval is the backoff after the first failed attempt; it
 	// doubles with each further attempt, with ±20% jitter, up to MaxBackoff.
 	// It is also the first delay of the circuit breaker when the broker is
-	// unreachable, and after store errors. Defaults to 1s.
+	// unreachable, and after store errors; those pauses double up to 10s
+	// (or MaxBackoff if smaller), so publishing resumes soon after an outage.
+	// Defaults to 1s.
 	ErrorRetryInterval time.Duration
 	// MaxBackoff caps the backoff. Defaults to 5m.
 	MaxBackoff time.Duration
