@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,6 +22,8 @@ import (
 	"github.com/outboxkit/outbox/broker/kafka"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/store"
+	"github.com/outboxkit/outbox/store/mysql"
 	"github.com/outboxkit/outbox/store/postgres"
 )
 
@@ -45,15 +48,11 @@ func TestMain(m *testing.M) {
 func childRelay() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	pool, err := pgxpool.New(ctx, os.Getenv("OUTBOX_POSTGRES_URL"))
+	st, closeStore, err := openStore(ctx, os.Getenv("E2E_DIALECT"), os.Getenv("E2E_TABLE"))
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	st, err := postgres.New(pool, postgres.Config{Table: os.Getenv("E2E_TABLE")})
-	if err != nil {
-		return err
-	}
+	defer closeStore()
 	kp, err := kafka.New(kafka.Config{Brokers: []string{os.Getenv("E2E_BROKER")}})
 	if err != nil {
 		return err
@@ -76,6 +75,25 @@ func childRelay() error {
 	err = r.Run(ctx)
 	rep.report()
 	return err
+}
+
+// openStore opens the child's store: MySQL/MariaDB at OUTBOX_MYSQL_DSN for
+// dialect "mysql", else PostgreSQL at OUTBOX_POSTGRES_URL.
+func openStore(ctx context.Context, dialect, table string) (store.Store, func(), error) {
+	if dialect == "mysql" {
+		db, err := sql.Open("mysql", os.Getenv("OUTBOX_MYSQL_DSN"))
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := mysql.New(db, mysql.Config{Table: table})
+		return st, func() { db.Close() }, err
+	}
+	pool, err := pgxpool.New(ctx, os.Getenv("OUTBOX_POSTGRES_URL"))
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := postgres.New(pool, postgres.Config{Table: table})
+	return st, pool.Close, err
 }
 
 func childConfig() relay.Config {

@@ -14,7 +14,8 @@ import (
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker/kafka/devkafka"
 	"github.com/outboxkit/outbox/internal/faulttest"
-	"github.com/outboxkit/outbox/store/postgres"
+	"github.com/outboxkit/outbox/internal/testenv"
+	"github.com/outboxkit/outbox/store/storetest"
 )
 
 func newBroker(t *testing.T, cfg devkafka.Config) *devkafka.Broker {
@@ -91,32 +92,43 @@ func event(topic, key string, i int) outbox.Event {
 	}
 }
 
-func commit(t testing.TB, st *postgres.Store, c *faulttest.Checker, events ...outbox.Event) {
+func commit(t testing.TB, h storetest.Harness, c *faulttest.Checker, events ...outbox.Event) {
 	t.Helper()
 	ctx := context.Background()
-	tx, err := st.Pool().Begin(ctx)
+	tx, err := h.Begin(ctx)
 	require.NoError(t, err)
-	require.NoError(t, st.AddTx(ctx, tx, events...))
+	require.NoError(t, tx.Add(ctx, events...))
 	require.NoError(t, tx.Commit(ctx))
 	c.Committed(events...)
 }
 
 // writeSteadily commits one event per tick at rate events/s over keys for d,
 // each in its own transaction, and returns when done.
-func writeSteadily(t *testing.T, st *postgres.Store, c *faulttest.Checker, topic string, keys, rate int, d time.Duration) {
+func writeSteadily(t *testing.T, h storetest.Harness, c *faulttest.Checker, topic string, keys, rate int, d time.Duration) {
 	t.Helper()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	end := time.Now().Add(d)
 	for i := 0; time.Now().Before(end); i++ {
 		<-tick.C
-		commit(t, st, c, event(topic, fmt.Sprint("key-", i%keys), i))
+		commit(t, h, c, event(topic, fmt.Sprint("key-", i%keys), i))
 	}
 }
 
-func scalar[T any](t *testing.T, st *postgres.Store, query string) T {
+func count(t *testing.T, h storetest.Harness, where string) int64 {
 	t.Helper()
-	var v T
-	require.NoError(t, st.Pool().QueryRow(context.Background(), fmt.Sprintf(query, st.Table())).Scan(&v))
-	return v
+	n, err := h.Count(context.Background(), where)
+	require.NoError(t, err)
+	return n
+}
+
+// harnesses are the databases the fault tests run on.
+var harnesses = []struct {
+	dialect string
+	new     func(*testing.T) storetest.Harness
+}{{"postgres", testenv.PostgresHarness}, {"mysql", testenv.MySQLHarness}}
+
+// tableOf returns the outbox table of a harness's store.
+func tableOf(h storetest.Harness) string {
+	return h.Store.(interface{ Table() string }).Table()
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/relay"
-	"github.com/outboxkit/outbox/store/postgres"
+	"github.com/outboxkit/outbox/store"
 )
 
 func devkafkaConfig() devkafka.Config { return devkafka.Config{Partitions: 4} }
@@ -31,7 +31,7 @@ func kafkaConfig() relay.Config {
 }
 
 // runRelay runs an in-process relay to the broker until the test ends.
-func runRelay(t *testing.T, st *postgres.Store, addr string, cfg relay.Config) *relay.Relay {
+func runRelay(t *testing.T, st store.Store, addr string, cfg relay.Config) *relay.Relay {
 	t.Helper()
 	pub, err := kafka.New(kafka.Config{Brokers: []string{addr}})
 	require.NoError(t, err)
@@ -52,7 +52,7 @@ func runRelay(t *testing.T, st *postgres.Store, addr string, cfg relay.Config) *
 // for the outage.
 func TestKafkaOutage(t *testing.T) {
 	t.Parallel()
-	st := testenv.PostgresStore(t, postgres.Config{})
+	h := testenv.PostgresHarness(t)
 	kb := newBroker(t, devkafkaConfig())
 	topic := testenv.Table("orders")
 	tc := consume(t, kb.Addr(), topic)
@@ -61,12 +61,12 @@ func TestKafkaOutage(t *testing.T) {
 	cfg.ErrorRetryInterval = 100 * time.Millisecond
 	cfg.MaxBackoff = time.Second
 	cfg.MaxRetries = 3
-	r := runRelay(t, st, kb.Addr(), cfg)
+	r := runRelay(t, h.Store, kb.Addr(), cfg)
 
 	writing := make(chan struct{})
 	go func() {
 		defer close(writing)
-		writeSteadily(t, st, check, topic, 50, 300, 9*time.Second)
+		writeSteadily(t, h, check, topic, 50, 300, 9*time.Second)
 	}()
 	time.Sleep(2 * time.Second)
 	kb.Stop()
@@ -77,8 +77,8 @@ func TestKafkaOutage(t *testing.T) {
 	report := check.Check(tc.snapshot(), r.Stats().PossibleDuplicates)
 	t.Log(report, "; relay:", r.Stats())
 	require.True(t, report.OK(), report.String())
-	require.Zero(t, scalar[int64](t, st, "SELECT count(*) FROM %s WHERE parked_at IS NOT NULL"))
-	require.Zero(t, scalar[int64](t, st, "SELECT coalesce(max(retry_count), 0) FROM %s"), "the outage used no attempts")
+	require.Zero(t, count(t, h, "parked_at IS NOT NULL"))
+	require.Zero(t, count(t, h, "retry_count > 0"), "the outage used no attempts")
 	require.Greater(t, r.Stats().Released, int64(0), "events met the outage")
 }
 
@@ -87,18 +87,18 @@ func TestKafkaOutage(t *testing.T) {
 // topic.
 func TestKafkaLostAcks(t *testing.T) {
 	t.Parallel()
-	st := testenv.PostgresStore(t, postgres.Config{})
+	h := testenv.PostgresHarness(t)
 	kb := newBroker(t, devkafkaConfig())
 	topic := testenv.Table("orders")
 	tc := consume(t, kb.Addr(), topic)
 	check := faulttest.NewChecker()
-	r := runRelay(t, st, kb.Addr(), kafkaConfig())
-	commit(t, st, check, event(topic, "warm-up", 0))
+	r := runRelay(t, h.Store, kb.Addr(), kafkaConfig())
+	commit(t, h, check, event(topic, "warm-up", 0))
 	tc.waitAll(t, check, 30*time.Second)
 
 	kb.DropProduceResponses(2 * time.Second)
 	for i := range 50 {
-		commit(t, st, check, event(topic, "k"+string(rune('a'+i%5)), i))
+		commit(t, h, check, event(topic, "k"+string(rune('a'+i%5)), i))
 	}
 	tc.waitAll(t, check, time.Minute)
 	report := check.Check(tc.snapshot(), r.Stats().PossibleDuplicates)
@@ -111,28 +111,29 @@ func TestKafkaLostAcks(t *testing.T) {
 // last_error, and the other keys keep flowing.
 func TestKafkaMessageTooLarge(t *testing.T) {
 	t.Parallel()
-	st := testenv.PostgresStore(t, postgres.Config{})
+	h := testenv.PostgresHarness(t)
 	kb := newBroker(t, devkafka.Config{Partitions: 4, MaxMessageBytes: 64 << 10})
 	topic := testenv.Table("orders")
 	tc := consume(t, kb.Addr(), topic)
 	check := faulttest.NewChecker()
-	r := runRelay(t, st, kb.Addr(), kafkaConfig())
+	r := runRelay(t, h.Store, kb.Addr(), kafkaConfig())
 
 	big := event(topic, "big", 0)
 	big.Payload = []byte(`{"blob":"` + strings.Repeat("x", 200<<10) + `"}`)
-	commit(t, st, faulttest.NewChecker(), big)
+	commit(t, h, faulttest.NewChecker(), big)
 	var others []outbox.Event
 	for i := range 20 {
 		others = append(others, event(topic, "small-"+string(rune('a'+i)), i))
 	}
-	commit(t, st, check, others...)
+	commit(t, h, check, others...)
 	tc.waitAll(t, check, 30*time.Second)
 	deadline := time.Now().Add(30 * time.Second)
-	for scalar[int64](t, st, "SELECT count(*) FROM %s WHERE parked_at IS NOT NULL") == 0 {
+	for count(t, h, "parked_at IS NOT NULL") == 0 {
 		require.True(t, time.Now().Before(deadline), "the large event was not parked")
 		time.Sleep(50 * time.Millisecond)
 	}
-	lastErr := scalar[string](t, st, "SELECT last_error FROM %s WHERE parked_at IS NOT NULL")
+	_, lastErr, err := h.Row(context.Background(), big.ID)
+	require.NoError(t, err)
 	t.Log("last_error:", lastErr)
 	require.Contains(t, strings.ToLower(lastErr), "too large")
 	require.Equal(t, int64(1), r.Stats().Parked)

@@ -11,12 +11,13 @@ import (
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
-	"github.com/outboxkit/outbox/store/postgres"
+	"github.com/outboxkit/outbox/store/storetest"
 )
 
-func childEnvFor(st *postgres.Store, broker string, extra ...string) []string {
+func childEnvFor(dialect string, h storetest.Harness, broker string, extra ...string) []string {
 	return append([]string{
-		"OUTBOX_POSTGRES_URL=" + testenv.PostgresURL(), "E2E_TABLE=" + st.Table(), "E2E_BROKER=" + broker,
+		"OUTBOX_POSTGRES_URL=" + testenv.PostgresURL(), "OUTBOX_MYSQL_DSN=" + testenv.MySQLDSN(),
+		"E2E_DIALECT=" + dialect, "E2E_TABLE=" + tableOf(h), "E2E_BROKER=" + broker,
 	}, extra...)
 }
 
@@ -28,21 +29,21 @@ func TestRelayProcessesPerKeyOrder(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	const keys, rounds = 200, 100
-	st := testenv.PostgresStore(t, postgres.Config{})
+	h := testenv.PostgresHarness(t)
 	kb := newBroker(t, devkafkaConfig())
 	topic := testenv.Table("orders")
 	tc := consume(t, kb.Addr(), topic)
 	check := faulttest.NewChecker()
 	var children []*child
 	for range 3 {
-		children = append(children, startChild(t, childEnvFor(st, kb.Addr(), "E2E_FAIL_RATE=0.10")...))
+		children = append(children, startChild(t, childEnvFor("postgres", h, kb.Addr(), "E2E_FAIL_RATE=0.10")...))
 	}
 	for i := range rounds {
 		batch := make([]outbox.Event, 0, keys)
 		for k := range keys {
 			batch = append(batch, event(topic, fmt.Sprint("key-", k), i))
 		}
-		commit(t, st, check, batch...)
+		commit(t, h, check, batch...)
 	}
 	tc.waitAll(t, check, 3*time.Minute)
 	for _, c := range children {
@@ -52,39 +53,43 @@ func TestRelayProcessesPerKeyOrder(t *testing.T) {
 	t.Log(report)
 	require.True(t, report.OK(), report.String())
 	require.Equal(t, keys*rounds, report.Committed)
-	require.Zero(t, scalar[int64](t, st, "SELECT count(*) FROM %s WHERE lease_token IS NOT NULL"), "SIGTERM released every lease")
+	require.Zero(t, count(t, h, "lease_token IS NOT NULL"), "SIGTERM released every lease")
 }
 
 // P2/P3: a relay process is SIGKILLed 5 times during a steady 300 events/s
-// load. Nothing is lost, and the duplicates on the topic are at most what the
-// relays counted.
+// load, on PostgreSQL and on MariaDB. Nothing is lost, and the duplicates on
+// the topic are at most what the relays counted.
 func TestRelaySIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	st := testenv.PostgresStore(t, postgres.Config{})
-	kb := newBroker(t, devkafkaConfig())
-	topic := testenv.Table("orders")
-	tc := consume(t, kb.Addr(), topic)
-	check := faulttest.NewChecker()
-	env := childEnvFor(st, kb.Addr())
-	children := []*child{startChild(t, env...)}
+	for _, db := range harnesses {
+		t.Run(db.dialect, func(t *testing.T) {
+			h := db.new(t)
+			kb := newBroker(t, devkafkaConfig())
+			topic := testenv.Table("orders")
+			tc := consume(t, kb.Addr(), topic)
+			check := faulttest.NewChecker()
+			env := childEnvFor(db.dialect, h, kb.Addr())
+			children := []*child{startChild(t, env...)}
 
-	writing := make(chan struct{})
-	go func() {
-		defer close(writing)
-		writeSteadily(t, st, check, topic, 30, 300, 7*time.Second)
-	}()
-	for range 5 {
-		time.Sleep(time.Second)
-		children[len(children)-1].signal(syscall.SIGKILL)
-		children = append(children, startChild(t, env...))
+			writing := make(chan struct{})
+			go func() {
+				defer close(writing)
+				writeSteadily(t, h, check, topic, 30, 300, 7*time.Second)
+			}()
+			for range 5 {
+				time.Sleep(time.Second)
+				children[len(children)-1].signal(syscall.SIGKILL)
+				children = append(children, startChild(t, env...))
+			}
+			<-writing
+			tc.waitAll(t, check, 2*time.Minute)
+			children[len(children)-1].signal(syscall.SIGTERM)
+			report := check.Check(tc.snapshot(), counted(children))
+			t.Log(report)
+			require.True(t, report.OK(), report.String())
+			require.Greater(t, report.Committed, 1000)
+		})
 	}
-	<-writing
-	tc.waitAll(t, check, 2*time.Minute)
-	children[len(children)-1].signal(syscall.SIGTERM)
-	report := check.Check(tc.snapshot(), counted(children))
-	t.Log(report)
-	require.True(t, report.OK(), report.String())
-	require.Greater(t, report.Committed, 1000)
 }
