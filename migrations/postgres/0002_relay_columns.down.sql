@@ -1,4 +1,8 @@
 DROP INDEX IF EXISTS ix_{{.Name}}_published;
+DROP INDEX IF EXISTS ix_{{.Name}}_event_type;
+CREATE INDEX ix_{{.Name}}_event_type ON {{.Table}} (event_type);
+DROP INDEX IF EXISTS ix_{{.Name}}_aggregate;
+CREATE INDEX ix_{{.Name}}_aggregate ON {{.Table}} (aggregate_type, aggregate_id);
 DROP INDEX IF EXISTS ix_{{.Name}}_held;
 DROP INDEX IF EXISTS ix_{{.Name}}_unpublished;
 ALTER TABLE {{.Table}}

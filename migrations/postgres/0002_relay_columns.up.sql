@@ -19,5 +19,16 @@ CREATE INDEX ix_{{.Name}}_unpublished ON {{.Table}} (seq) WHERE published_at IS 
 -- for a hot key with a deep backlog.
 CREATE INDEX IF NOT EXISTS ix_{{.Name}}_held ON {{.Table}} (event_key, seq)
     WHERE published_at IS NULL AND (lease_until IS NOT NULL OR next_attempt_at IS NOT NULL OR parked_at IS NOT NULL);
+-- The seed's lookup indexes keep their names but cover settled rows only
+-- (published or parked), which is what operators look up by aggregate or type
+-- (outbox replay, audit, parked lists). Pending rows are few and transient:
+-- leaving them out spares the insert and the relay's claim two index entries
+-- each (measured: claims ~20% cheaper; docs/BENCHMARKS.md).
+DROP INDEX IF EXISTS ix_{{.Name}}_aggregate;
+CREATE INDEX ix_{{.Name}}_aggregate ON {{.Table}} (aggregate_type, aggregate_id)
+    WHERE published_at IS NOT NULL OR parked_at IS NOT NULL;
+DROP INDEX IF EXISTS ix_{{.Name}}_event_type;
+CREATE INDEX ix_{{.Name}}_event_type ON {{.Table}} (event_type)
+    WHERE published_at IS NOT NULL OR parked_at IS NOT NULL;
 -- The janitor deletes the oldest published rows first.
 CREATE INDEX IF NOT EXISTS ix_{{.Name}}_published ON {{.Table}} (published_at) WHERE published_at IS NOT NULL;
