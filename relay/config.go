@@ -49,11 +49,15 @@ type Config struct {
 	// Defaults to 1000.
 	CleanupBatch int
 	// ShutdownTimeout bounds how long Run keeps publishing the batch in
-	// flight after its context is done. Defaults to 10s.
+	// flight after its context is done. Run returns at most
+	// ShutdownTimeout + 2×SettleTimeout after its context is done: a claim
+	// in flight may take SettleTimeout, publishing ShutdownTimeout, and
+	// recording the outcome SettleTimeout. Defaults to 10s.
 	ShutdownTimeout time.Duration
-	// SettleTimeout bounds recording a batch's outcome in the store. It runs
-	// under a context that shutdown does not cancel: a message the broker
-	// accepted must be marked. Defaults to 5s.
+	// SettleTimeout bounds recording a batch's outcome in the store, and a
+	// claim. Both run under a context that shutdown does not cancel: a
+	// message the broker accepted must be marked, and a claim that committed
+	// must be finished. Defaults to 5s.
 	SettleTimeout time.Duration
 	// Logger receives the relay's logs. Defaults to discarding them.
 	Logger *slog.Logger

@@ -24,8 +24,9 @@ var relays atomic.Int64
 // router closes (Close, or the context given to Run is done): it stops
 // claiming, finishes the batch in flight, records it, releases its leases,
 // and only then lets Close return. Keep RouterConfig.CloseTimeout (default
-// 30s) above the relay's ShutdownTimeout plus SettleTimeout (default 15s),
-// or Close returns a timeout error while the relay is still stopping.
+// 30s) above the relay's ShutdownTimeout plus twice its SettleTimeout
+// (default 20s), or Close returns a timeout error while the relay is still
+// stopping.
 //
 // The relay runs as a router handler named "outbox-relay-N" that consumes
 // nothing; router middleware never sees a message from it.
