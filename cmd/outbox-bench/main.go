@@ -142,6 +142,9 @@ func run(ctx context.Context, o *options) error {
 		if err := benchWrites(ctx, e, t, pgWriter(e)); err != nil {
 			return fmt.Errorf("write (PostgreSQL): %w", err)
 		}
+		if err := benchWrites(ctx, e, t, pgBatchWriter(e)); err != nil {
+			return fmt.Errorf("write (PostgreSQL, batched): %w", err)
+		}
 		if e.my != nil && o.on("mysql") {
 			if err := benchWrites(ctx, e, t, myWriter(e)); err != nil {
 				return fmt.Errorf("write (MariaDB): %w", err)

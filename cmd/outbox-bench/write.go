@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // writer runs business transactions on one database: one business row, and
@@ -48,6 +50,52 @@ func pgWriter(e *env) writer {
 				if err := st.AddTx(ctx, tx, ev); err != nil {
 					return err
 				}
+			}
+			return tx.Commit(ctx)
+		}, func() { dropBiz(); dropStore() }, nil
+	}}
+}
+
+// pgBatchWriter is pgWriter for a service that sends its statements as one
+// pgx.Batch: the event is queued with postgres.Store.Queue into the batch
+// that carries the business row, so it adds no round trip of its own. The
+// business-only transaction is the same as pgWriter's.
+func pgBatchWriter(e *env) writer {
+	return writer{"PostgreSQL, event in the business batch", func(ctx context.Context) (txFunc, func(), error) {
+		st, dropStore, err := e.pgStore(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		biz, dropBiz, err := e.pgBusinessTable(ctx)
+		if err != nil {
+			dropStore()
+			return nil, nil, err
+		}
+		insert := "INSERT INTO " + biz + " (customer, amount) VALUES ($1, $2)"
+		return func(ctx context.Context, withEvent bool, i int) error {
+			key := fmt.Sprint("customer-", i%1000)
+			tx, err := e.pg.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback(ctx)
+			if !withEvent {
+				if _, err := tx.Exec(ctx, insert, key, i); err != nil {
+					return err
+				}
+				return tx.Commit(ctx)
+			}
+			ev, err := newEvent("orders", key, i)
+			if err != nil {
+				return err
+			}
+			b := &pgx.Batch{}
+			b.Queue(insert, key, i)
+			if err := st.Queue(ctx, b, ev); err != nil {
+				return err
+			}
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return err
 			}
 			return tx.Commit(ctx)
 		}, func() { dropBiz(); dropStore() }, nil
