@@ -10,7 +10,6 @@ import (
 	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
-	"github.com/outboxkit/outbox/relay"
 	"github.com/outboxkit/outbox/relay/relaytest"
 	"github.com/outboxkit/outbox/store"
 	"github.com/outboxkit/outbox/store/postgres"
@@ -41,15 +40,13 @@ func TestClaimDuringShutdown(t *testing.T) {
 
 	stopping := make(chan struct{})
 	rec := faulttest.NewRecorder(0, 1)
-	r, err := relay.New(lateClaim{st, stopping}, broker.NewWatermill(rec), relaytest.FastConfig())
-	require.NoError(t, err)
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(runCtx) }()
+	_, stop := relaytest.Start(t, lateClaim{st, stopping}, broker.NewWatermill(rec), relaytest.FastConfig())
 	time.Sleep(20 * time.Millisecond) // Run is inside Claim
-	cancel()
-	close(stopping)
-	<-done
+	go func() {
+		time.Sleep(20 * time.Millisecond) // shutdown has begun
+		close(stopping)
+	}()
+	stop()
 
 	var leased, published int
 	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE lease_token IS NOT NULL),

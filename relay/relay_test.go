@@ -45,12 +45,7 @@ func TestTerminatedConnections(t *testing.T) {
 	rec := faulttest.NewRecorder(0, 1)
 	cfg := relaytest.FastConfig()
 	cfg.Lease = 3 * time.Second // bounds the wait for a claim whose answer was lost
-	r, err := relay.New(relayStore, broker.NewWatermill(rec), cfg)
-	require.NoError(t, err)
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
+	r, _ := relaytest.Start(t, relayStore, broker.NewWatermill(rec), cfg)
 
 	killed := 0
 	for round := range 20 {

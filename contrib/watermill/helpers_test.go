@@ -17,6 +17,7 @@ import (
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/relay/relaytest"
 	"github.com/outboxkit/outbox/store"
 	"github.com/outboxkit/outbox/store/mysql"
 )
@@ -46,12 +47,7 @@ func testRelayConfig() relay.Config {
 // runRelay runs a relay from st to pub until the test ends.
 func runRelay(t *testing.T, st store.Store, pub broker.Publisher) *relay.Relay {
 	t.Helper()
-	r, err := relay.New(st, pub, testRelayConfig())
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	r, _ := relaytest.Start(t, st, pub, testRelayConfig())
 	return r
 }
 

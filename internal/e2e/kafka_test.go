@@ -16,6 +16,7 @@ import (
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/relay/relaytest"
 	"github.com/outboxkit/outbox/store"
 )
 
@@ -38,12 +39,8 @@ func runRelay(t *testing.T, st store.Store, addr string, cfg relay.Config) *rela
 	if cfg.Logger == nil && testing.Verbose() {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	r, err := relay.New(st, pub, cfg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; pub.Close() })
+	t.Cleanup(func() { pub.Close() }) // after the relay stopped: cleanups run last first
+	r, _ := relaytest.Start(t, st, pub, cfg)
 	return r
 }
 

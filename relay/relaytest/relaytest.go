@@ -21,6 +21,7 @@ import (
 	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/store"
 	"github.com/outboxkit/outbox/store/storetest"
 )
 
@@ -86,11 +87,11 @@ func Eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// start runs a relay over h until the test ends or stop is called; stop
-// returns when Run has returned.
-func start(t *testing.T, h storetest.Harness, pub broker.Publisher, cfg relay.Config) (r *relay.Relay, stop func()) {
+// Start runs a relay over st until the test ends or stop is called; stop
+// returns when Run has returned. Tests of stores and brokers use it too.
+func Start(t *testing.T, st store.Store, pub broker.Publisher, cfg relay.Config) (r *relay.Relay, stop func()) {
 	t.Helper()
-	r, err := relay.New(h.Store, pub, cfg)
+	r, err := relay.New(st, pub, cfg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -135,7 +136,7 @@ func testRollbackNeverPublished(t *testing.T, h storetest.Harness) {
 	ctx := context.Background()
 	check := faulttest.NewChecker()
 	rec := faulttest.NewRecorder(0, 1)
-	start(t, h, broker.NewWatermill(rec), FastConfig())
+	Start(t, h.Store, broker.NewWatermill(rec), FastConfig())
 
 	commit(t, h, check, Event("a", 0))
 
@@ -187,7 +188,7 @@ func testThreeRelays(t *testing.T, h storetest.Harness) {
 	for i := range 3 {
 		cfg := FastConfig()
 		cfg.Owner = fmt.Sprint("relay-", i)
-		r, _ := start(t, h, pub, cfg)
+		r, _ := Start(t, h.Store, pub, cfg)
 		relays = append(relays, r)
 	}
 	for i := range rounds {
@@ -220,7 +221,7 @@ func testPoisonParked(t *testing.T, h storetest.Harness) {
 	rec := faulttest.NewRecorder(0, 1)
 	cfg := FastConfig()
 	cfg.MaxRetries = 3
-	r, _ := start(t, h, broker.NewWatermill(rec), cfg)
+	r, _ := Start(t, h.Store, broker.NewWatermill(rec), cfg)
 
 	poison, behind := Event("poisoned", 0), Event("poisoned", 1)
 	rec.FailID(poison.ID, errors.New("schema registry says no"))
@@ -259,7 +260,7 @@ func testOutage(t *testing.T, h storetest.Harness) {
 	rec.SetDown(fmt.Errorf("dial tcp 127.0.0.1:9: %w", outbox.ErrUnreachable))
 	cfg := FastConfig()
 	cfg.MaxRetries = 2
-	start(t, h, broker.NewWatermill(rec), cfg)
+	Start(t, h.Store, broker.NewWatermill(rec), cfg)
 	for k := range 10 {
 		commit(t, h, check, Event(fmt.Sprint("k", k), 0), Event(fmt.Sprint("k", k), 1))
 	}
@@ -279,7 +280,7 @@ func testWake(t *testing.T, h storetest.Harness) {
 	rec := faulttest.NewRecorder(0, 1)
 	cfg := FastConfig()
 	cfg.PollInterval = time.Hour
-	start(t, h, broker.NewWatermill(rec), cfg)
+	Start(t, h.Store, broker.NewWatermill(rec), cfg)
 	time.Sleep(50 * time.Millisecond) // the first claim found nothing; the relay sleeps
 	for i := range 5 {
 		commit(t, h, check, Event("k", i))
@@ -298,7 +299,7 @@ func testJanitor(t *testing.T, h storetest.Harness) {
 	cfg.MaxRetries = 1
 	poison, blocked := Event("p", 0), Event("p", 1)
 	rec.FailID(poison.ID, errors.New("poison"))
-	start(t, h, broker.NewWatermill(rec), cfg)
+	Start(t, h.Store, broker.NewWatermill(rec), cfg)
 	for i := range 10 {
 		commit(t, h, nil, Event(fmt.Sprint("k", i), 0))
 	}
@@ -322,7 +323,7 @@ func testShutdown(t *testing.T, h storetest.Harness) {
 	cfg.Retention = time.Hour // the janitor runs and must stop too
 	unblock := rec.Block()
 	defer unblock()
-	_, stop := start(t, h, broker.NewWatermill(rec), cfg)
+	_, stop := Start(t, h.Store, broker.NewWatermill(rec), cfg)
 	for k := range 5 {
 		commit(t, h, nil, Event(fmt.Sprint("k", k), 0))
 	}
@@ -341,7 +342,7 @@ func testShutdown(t *testing.T, h storetest.Harness) {
 func testShutdownMarks(t *testing.T, h storetest.Harness) {
 	rec := faulttest.NewRecorder(0, 1)
 	unblock := rec.Block()
-	_, stop := start(t, h, broker.NewWatermill(rec), FastConfig())
+	_, stop := Start(t, h.Store, broker.NewWatermill(rec), FastConfig())
 	commit(t, h, nil, Event("k", 0), Event("k", 1))
 	Eventually(t, 5*time.Second, "batch in flight", func() bool { return count(t, h, "lease_token IS NOT NULL") > 0 })
 	var wg sync.WaitGroup
@@ -361,7 +362,7 @@ func testShutdownDuringPause(t *testing.T, h storetest.Harness) {
 	cfg := FastConfig()
 	cfg.ErrorRetryInterval = 5 * time.Second // the breaker's first pause
 	cfg.MaxBackoff = time.Minute
-	r, stop := start(t, h, broker.NewWatermill(rec), cfg)
+	r, stop := Start(t, h.Store, broker.NewWatermill(rec), cfg)
 	commit(t, h, nil, Event("k", 0))
 	Eventually(t, 5*time.Second, "breaker open", func() bool { return r.Stats().Released > 0 })
 	commit(t, h, nil, Event("k", 1)) // a wake-up during the pause

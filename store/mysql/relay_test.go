@@ -14,7 +14,6 @@ import (
 	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
-	"github.com/outboxkit/outbox/relay"
 	"github.com/outboxkit/outbox/relay/relaytest"
 	"github.com/outboxkit/outbox/store/mysql"
 )
@@ -41,12 +40,7 @@ func TestRelayKilledConnections(t *testing.T) {
 	rec := faulttest.NewRecorder(0, 1)
 	cfg := relaytest.FastConfig()
 	cfg.Lease = 3 * time.Second // bounds the wait for a claim whose commit was lost
-	r, err := relay.New(relayStore, broker.NewWatermill(rec), cfg)
-	require.NoError(t, err)
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
+	r, _ := relaytest.Start(t, relayStore, broker.NewWatermill(rec), cfg)
 
 	user := relayUserName(t, relayDB)
 	killed := 0

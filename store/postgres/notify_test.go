@@ -12,7 +12,6 @@ import (
 	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
-	"github.com/outboxkit/outbox/relay"
 	"github.com/outboxkit/outbox/relay/relaytest"
 	"github.com/outboxkit/outbox/store/postgres"
 )
@@ -33,11 +32,8 @@ func TestNotifyWakesRelayElsewhere(t *testing.T) {
 		rec := faulttest.NewRecorder(0, 1)
 		cfg := relaytest.FastConfig()
 		cfg.PollInterval = time.Hour
-		r, err := relay.New(relayStore, broker.NewWatermill(rec), cfg)
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = r.Run(ctx) }()
+		_, stop := relaytest.Start(t, relayStore, broker.NewWatermill(rec), cfg)
+		ctx := context.Background()
 		time.Sleep(200 * time.Millisecond) // the relay has polled once and listens
 
 		check := faulttest.NewChecker()
@@ -57,7 +53,6 @@ func TestNotifyWakesRelayElsewhere(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			require.Equal(t, 5, check.Missing(rec.Received()), "without NOTIFY the relay waits for its poll")
 		}
-		cancel()
-		<-done
+		stop()
 	}
 }
