@@ -139,10 +139,10 @@ func run(ctx context.Context, o *options) error {
 		o.events, o.keys, o.writes, o.rate, o.duration, o.rssEvents, e.my != nil)
 
 	if o.on("write") {
-		if err := benchWrites(ctx, e, t, pgWriter(e)); err != nil {
+		if err := benchWrites(ctx, e, t, pgWriter(e, false)); err != nil {
 			return fmt.Errorf("write (PostgreSQL): %w", err)
 		}
-		if err := benchWrites(ctx, e, t, pgBatchWriter(e)); err != nil {
+		if err := benchWrites(ctx, e, t, pgWriter(e, true)); err != nil {
 			return fmt.Errorf("write (PostgreSQL, batched): %w", err)
 		}
 		if e.my != nil && o.on("mysql") {

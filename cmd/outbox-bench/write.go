@@ -20,48 +20,17 @@ type writer struct {
 // txFunc runs one business transaction.
 type txFunc func(ctx context.Context, withEvent bool, i int) error
 
-func pgWriter(e *env) writer {
-	return writer{"PostgreSQL", func(ctx context.Context) (txFunc, func(), error) {
-		st, dropStore, err := e.pgStore(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		biz, dropBiz, err := e.pgBusinessTable(ctx)
-		if err != nil {
-			dropStore()
-			return nil, nil, err
-		}
-		insert := "INSERT INTO " + biz + " (customer, amount) VALUES ($1, $2)"
-		return func(ctx context.Context, withEvent bool, i int) error {
-			key := fmt.Sprint("customer-", i%1000)
-			tx, err := e.pg.Begin(ctx)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback(ctx)
-			if _, err := tx.Exec(ctx, insert, key, i); err != nil {
-				return err
-			}
-			if withEvent {
-				ev, err := newEvent("orders", key, i)
-				if err != nil {
-					return err
-				}
-				if err := st.AddTx(ctx, tx, ev); err != nil {
-					return err
-				}
-			}
-			return tx.Commit(ctx)
-		}, func() { dropBiz(); dropStore() }, nil
-	}}
-}
-
-// pgBatchWriter is pgWriter for a service that sends its statements as one
-// pgx.Batch: the event is queued with postgres.Store.Queue into the batch
-// that carries the business row, so it adds no round trip of its own. The
-// business-only transaction is the same as pgWriter's.
-func pgBatchWriter(e *env) writer {
-	return writer{"PostgreSQL, event in the business batch", func(ctx context.Context) (txFunc, func(), error) {
+// pgWriter writes with PostgreSQL. With batched set, the transaction with an
+// event sends the business row and the event (postgres.Store.Queue) as one
+// pgx.Batch, as a service that batches its statements does: the event then
+// costs no round trip of its own. The business-only transaction is the same
+// either way.
+func pgWriter(e *env, batched bool) writer {
+	name := "PostgreSQL"
+	if batched {
+		name = "PostgreSQL, event in the business batch"
+	}
+	return writer{name, func(ctx context.Context) (txFunc, func(), error) {
 		st, dropStore, err := e.pgStore(ctx)
 		if err != nil {
 			return nil, nil, err
@@ -89,12 +58,17 @@ func pgBatchWriter(e *env) writer {
 			if err != nil {
 				return err
 			}
-			b := &pgx.Batch{}
-			b.Queue(insert, key, i)
-			if err := st.Queue(ctx, b, ev); err != nil {
-				return err
+			if batched {
+				b := &pgx.Batch{}
+				b.Queue(insert, key, i)
+				if err := st.Queue(ctx, b, ev); err != nil {
+					return err
+				}
+				err = tx.SendBatch(ctx, b).Close()
+			} else if _, err = tx.Exec(ctx, insert, key, i); err == nil {
+				err = st.AddTx(ctx, tx, ev)
 			}
-			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			if err != nil {
 				return err
 			}
 			return tx.Commit(ctx)
