@@ -2,11 +2,13 @@ package postgres_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
@@ -48,22 +50,15 @@ func TestPlansUseIndexes(t *testing.T) {
 	require.NoError(t, err)
 	plan := func(query string, args ...any) string {
 		t.Helper()
-		rows, err := pool.Query(ctx, "EXPLAIN (COSTS OFF) "+query, args...)
-		require.NoError(t, err)
-		var lines []string
-		for rows.Next() {
-			var l string
-			require.NoError(t, rows.Scan(&l))
-			lines = append(lines, l)
-		}
-		require.NoError(t, rows.Err())
-		return strings.Join(lines, "\n")
+		return strings.Join(explain(t, pool, st, "EXPLAIN (COSTS OFF) "+query, args...), "\n")
 	}
 	claim := plan(postgres.ClaimSQL(st), 100, "test", [16]byte(uuid.New()), time.Minute.Microseconds())
 	t.Log("claim:\n" + claim)
 	require.Contains(t, claim, "ix_"+table+"_unpublished")
 	require.Contains(t, claim, "ix_"+table+"_held")
 	require.NotContains(t, claim, "Seq Scan")
+	require.NotContains(t, claim, "Hash Join", "a hash join reads all pending rows")
+	require.NotContains(t, claim, "Merge Join")
 
 	// The seed's lookup indexes cover settled rows: operators' lookups of
 	// published events by aggregate or type (replay, audit) use them.
@@ -80,4 +75,90 @@ func TestPlansUseIndexes(t *testing.T) {
 	t.Log("janitor:\n" + janitor)
 	require.Contains(t, janitor, "ix_"+table+"_published")
 	require.NotContains(t, janitor, "Seq Scan")
+}
+
+// P7 when most of the backlog is held back: a lease on each key holds back
+// every later event of that key, and the claim must not read the whole
+// backlog to find that nothing is claimable (with several relays it would do
+// so under the claim lock, again and again). It reads a bounded window.
+func TestClaimWalkIsBounded(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Postgres(t)
+	ctx := context.Background()
+	table := testenv.Table("outbox_walk")
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	require.NoError(t, migrations.Up(ctx, db, migrations.PostgreSQL, table))
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+		_, _ = pool.Exec(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = $1", table)
+	})
+	const backlog, limit = 20000, 100
+	_, err := pool.Exec(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, topic, event_data)
+		SELECT 'order', 'o-' || (g % 10), 'order.placed.v1', 'o-' || (g % 10), 'orders', '{"n":1}' FROM generate_series(1, $1) g`, backlog)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE `+table+` SET lease_token = gen_random_uuid(), lease_until = now() + interval '1 minute'
+		WHERE seq IN (SELECT min(seq) FROM `+table+` GROUP BY event_key)`)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, "ANALYZE "+table)
+	require.NoError(t, err)
+	st, err := postgres.New(pool, postgres.Config{Table: table})
+	require.NoError(t, err)
+
+	plan := explain(t, pool, st, "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) "+postgres.ClaimSQL(st),
+		limit, "test", [16]byte(uuid.New()), time.Minute.Microseconds())
+	t.Log("claim:\n" + strings.Join(plan, "\n"))
+	// The walk is the scan of the pending index: what it returned plus what
+	// its filter removed is what it read.
+	read := -1
+	for i, l := range plan {
+		if !strings.Contains(l, "ix_"+table+"_unpublished") {
+			continue
+		}
+		read = actual(t, l, "rows=")
+		for _, f := range plan[i+1:] {
+			if strings.Contains(f, "->") {
+				break
+			}
+			if strings.Contains(f, "Rows Removed by Filter:") {
+				read += actual(t, f, "Rows Removed by Filter: ")
+			}
+		}
+	}
+	require.GreaterOrEqual(t, read, 0, "no scan of the pending index in the plan")
+	require.LessOrEqual(t, read, 4*limit+10, "the claim read %d of %d held-back rows", read, backlog)
+	require.Contains(t, plan[0], "rows=0", "nothing is claimable")
+}
+
+// explain runs an EXPLAIN in a transaction that is rolled back, after the
+// statement that starts a claim's transaction (its lock and planner
+// settings), and returns the plan's lines.
+func explain(t *testing.T, pool *pgxpool.Pool, st *postgres.Store, query string, args ...any) []string {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, postgres.ClaimLockSQL(st), postgres.LockKey(st))
+	require.NoError(t, err)
+	rows, err := tx.Query(ctx, query, args...)
+	require.NoError(t, err)
+	var lines []string
+	for rows.Next() {
+		var l string
+		require.NoError(t, rows.Scan(&l))
+		lines = append(lines, l)
+	}
+	require.NoError(t, rows.Err())
+	return lines
+}
+
+// actual returns the number after label in an EXPLAIN ANALYZE line.
+func actual(t *testing.T, line, label string) int {
+	t.Helper()
+	_, after, ok := strings.Cut(line, label)
+	require.True(t, ok, line)
+	n, err := strconv.Atoi(strings.FieldsFunc(after, func(r rune) bool { return r < '0' || r > '9' })[0])
+	require.NoError(t, err, line)
+	return n
 }

@@ -18,9 +18,12 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) (store.Claim, er
 	c := store.Claim{Token: uuid.New()}
 	// One pipelined batch is one implicit transaction: the advisory lock is
 	// held from its own statement until the claim commits, and the claim's
-	// snapshot is taken after the lock was granted.
+	// snapshot is taken after the lock was granted. The claim's joins must
+	// be row lookups whatever the planner estimates (statistics of a table
+	// whose pending rows come and go are often stale), so hash and merge
+	// joins are off for this transaction.
 	b := &pgx.Batch{}
-	b.Queue("SELECT pg_advisory_xact_lock($1)", s.lockKey)
+	b.Queue(s.sql.claimLock, s.lockKey)
 	b.Queue(s.sql.claim, p.Limit, p.Owner, [16]byte(c.Token), p.Lease.Microseconds())
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()

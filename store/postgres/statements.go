@@ -5,7 +5,7 @@ import "strings"
 // statements are the store's SQL with the table name filled in once.
 type statements struct {
 	insertOne, insertMany  string
-	claim                  string
+	claimLock, claim       string
 	mark, fail, release    string
 	deletePublished, stats string
 }
@@ -13,6 +13,10 @@ type statements struct {
 // pending is the predicate of rows waiting for publication, matching the
 // partial index ix_<table>_unpublished.
 const pending = `published_at IS NULL AND parked_at IS NULL`
+
+// claimWindow bounds the claim's walk to this many times its limit (see the
+// claim statement).
+const claimWindow = "4"
 
 // held matches ix_<table>_held: rows that may block later rows of their key.
 const held = `published_at IS NULL AND (lease_until IS NOT NULL OR next_attempt_at IS NOT NULL OR parked_at IS NOT NULL)`
@@ -29,25 +33,55 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 	AS u(id, topic, event_key, aggregate_type, aggregate_id, event_type, event_data, headers)`),
 		// A row is claimable when pending, not leased, past its backoff, and no
 		// earlier row of its key is held (leased, backing off or parked). The
-		// NOT EXISTS probe repeats {held} so that the planner uses the small
+		// NOT EXISTS probes repeat {held} so that the planner uses the small
 		// partial index of held rows.
+		//
+		// The walk in seq order is bounded (P7): a key held by a lease holds
+		// back all its later rows, and with several relays (or a hot key
+		// settling) most of the backlog can be held that way; an unbounded
+		// walk then reads the whole backlog to find nothing, under the
+		// claim lock. So the window w takes the first claimWindow×limit rows
+		// that are not held back by a backoff or a parked row, and only then
+		// are the rows held back by a lease dropped. Leases end within
+		// their duration, so a window full of them delays the claim by at
+		// most a lease; backoffs and parked rows can last long, so the rows
+		// they hold back never fill the window and other keys flow. The
+		// join back to the table locks only the rows taken, and repeats the
+		// row's own conditions so that a row changed since the snapshot is
+		// checked again before it is leased. Joins by ctid are lookups of
+		// one row, and the claim runs with hash and merge joins off (see
+		// Claim): a join that scans the pending rows is never O(batch).
+		claimLock: `SELECT pg_advisory_xact_lock($1), set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`,
 		claim: r.Replace(`WITH cand AS (
-	SELECT o.id, o.lease_token AS old_token
-	FROM {t} o
-	WHERE o.published_at IS NULL AND o.parked_at IS NULL
-	  AND (o.lease_until IS NULL OR o.lease_until <= now())
-	  AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
-	  AND (o.event_key IS NULL OR NOT EXISTS (
+	SELECT c.ctid AS tid, c.lease_token AS old_token
+	FROM (
+		SELECT o.ctid AS tid, o.seq, o.event_key
+		FROM {t} o
+		WHERE o.published_at IS NULL AND o.parked_at IS NULL
+		  AND (o.lease_until IS NULL OR o.lease_until <= now())
+		  AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
+		  AND (o.event_key IS NULL OR NOT EXISTS (
+			SELECT 1 FROM {t} b
+			WHERE b.event_key = o.event_key AND b.seq < o.seq
+			  AND b.{held}
+			  AND (b.next_attempt_at > now() OR b.parked_at IS NOT NULL)))
+		ORDER BY o.seq
+		LIMIT ` + claimWindow + ` * $1
+	) w JOIN {t} c ON c.ctid = w.tid
+	WHERE c.published_at IS NULL AND c.parked_at IS NULL
+	  AND (c.lease_until IS NULL OR c.lease_until <= now())
+	  AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= now())
+	  AND (w.event_key IS NULL OR NOT EXISTS (
 		SELECT 1 FROM {t} b
-		WHERE b.event_key = o.event_key AND b.seq < o.seq
+		WHERE b.event_key = w.event_key AND b.seq < w.seq
 		  AND b.{held}
-		  AND (b.lease_until > now() OR b.next_attempt_at > now() OR b.parked_at IS NOT NULL)))
-	ORDER BY o.seq
+		  AND b.lease_until > now()))
+	ORDER BY w.seq
 	LIMIT $1
-	FOR UPDATE SKIP LOCKED
+	FOR UPDATE OF c SKIP LOCKED
 )
 UPDATE {t} t SET lease_owner = $2, lease_token = $3, lease_until = now() + $4 * interval '1 microsecond'
-FROM cand WHERE t.id = cand.id
+FROM cand WHERE t.ctid = cand.tid
 RETURNING t.id, t.seq, COALESCE(t.topic, t.event_data->>'topic', ''), COALESCE(t.event_key, ''),
 	t.event_type, t.aggregate_type, t.aggregate_id, t.event_data, t.headers, t.retry_count, t.created_at,
 	cand.old_token IS NOT NULL, now()`),

@@ -32,6 +32,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"LeaseExpiryAndFencing", testLeaseExpiry},
 		{"Backoff", testBackoff},
 		{"Parking", testParking},
+		{"DeepBlockedBacklog", testDeepBlockedBacklog},
 		{"Release", testRelease},
 		{"Cleanup", testCleanup},
 		{"Stats", testStats},
@@ -341,6 +342,31 @@ func testParking(t *testing.T, h Harness) {
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.Parked)
 	require.Equal(t, int64(2), st.Pending, "b and the claimed other are pending")
+}
+
+// P5 with a deep backlog: a key held back by a backoff or a parked event may
+// have far more events than a claim reads; they must not stop other keys.
+func testDeepBlockedBacklog(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	const limit, deep = 10, 300
+	// hold writes a backlog of key and claims its first event.
+	hold := func(key string) store.Claim {
+		backlog := make([]outbox.Event, deep+1)
+		for i := range backlog {
+			backlog[i] = ev(key)
+		}
+		write(t, h, backlog...)
+		c := claim(t, h, 1, lease)
+		require.Equal(t, []uuid.UUID{backlog[0].ID}, recIDs(c.Records))
+		return c
+	}
+	b := hold("backoff")
+	require.NoError(t, h.Store.Fail(ctx, b.Token, []store.Failure{{ID: b.Records[0].ID, Err: "boom", Delay: time.Hour}}))
+	p := hold("parked")
+	require.NoError(t, h.Store.Fail(ctx, p.Token, []store.Failure{{ID: p.Records[0].ID, Err: "poison", Park: true}}))
+	other := ev("other")
+	write(t, h, other)
+	require.Equal(t, []uuid.UUID{other.ID}, recIDs(claim(t, h, limit, lease).Records))
 }
 
 func testRelease(t *testing.T, h Harness) {
