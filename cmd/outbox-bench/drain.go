@@ -149,6 +149,7 @@ func drainOurs(ctx context.Context, e *env, t *table, db string, keys, relays in
 		return drainResult{}, err
 	}
 	defer c.close()
+	e.quiesce(ctx)
 	logf("drain %s: relaying", name)
 	start := time.Now()
 	stop, err := runRelays(ctx, ot.st, e.kafka.Addr(), relays)

@@ -183,6 +183,7 @@ func drainForwarder(ctx context.Context, e *env, t *table, tuned bool) (drainRes
 		return drainResult{}, err
 	}
 	defer c.close()
+	e.quiesce(ctx)
 	logf("drain %s: forwarding", name)
 	start := time.Now()
 	if err := f.start(ctx); err != nil {
@@ -228,6 +229,7 @@ func steadyForwarder(ctx context.Context, e *env, t *table, tuned bool) (latenci
 		return latencies{}, err
 	}
 	insert := "INSERT INTO " + biz + " (customer, amount) VALUES ($1, $2)"
+	e.quiesce(ctx)
 	lat, rep, err := steady(ctx, e, topic, tr, func(ctx context.Context, ev outbox.Event, i int) error {
 		tx, err := e.pg.Begin(ctx)
 		if err != nil {

@@ -135,6 +135,7 @@ func steadyOurs(ctx context.Context, e *env, t *table, place relayPlace) (latenc
 		defer stop()
 	}
 	insert := "INSERT INTO " + biz + " (customer, amount) VALUES ($1, $2)"
+	e.quiesce(ctx)
 	lat, rep, err := steady(ctx, e, topic, tr, func(ctx context.Context, ev outbox.Event, i int) error {
 		tx, err := e.pg.Begin(ctx)
 		if err != nil {
