@@ -26,6 +26,12 @@ type Store interface {
 	// leased, waiting for its backoff, or parked: that is what keeps per-key
 	// order with several relays. Claims are serialized between relays and
 	// hold no transaction open after they return.
+	//
+	// A claim reads O(Limit) rows, not the backlog: it may return fewer
+	// events than are claimable, or none, while the first rows of the
+	// backlog are held back by leases (which end within their duration). Rows
+	// held back by a backoff or a parked event never stop the events of
+	// other keys.
 	Claim(ctx context.Context, p ClaimParams) (Claim, error)
 	// MarkPublished marks the events published, fenced by the lease token:
 	// events that no longer carry token are left alone and not counted in
