@@ -16,18 +16,20 @@
 // in the session's zone and a zone with daylight saving time shifts leases
 // and backoff by an hour twice a year.
 //
-// Claims run in a short transaction at READ COMMITTED, set per transaction:
-// at MySQL's default REPEATABLE READ the claim's locking scan takes next-key
-// locks on the range of pending rows and blocks every business transaction
-// that inserts an event until the claim commits. Claims are serialized
-// between relays with GET_LOCK on the claim's connection, taken before the
-// transaction starts and released after it commits, so every claimer sees the
-// leases of the one before: that is what keeps per-key order with several
-// relays. MariaDB has no UPDATE ... RETURNING, so a claim selects its rows
-// FOR UPDATE SKIP LOCKED, drops those that would overtake an earlier row of
-// their key that the select skipped (InnoDB's locking reads see rows
-// committed after the statement's snapshot; see statements.go), leases the
-// rest with one UPDATE and commits.
+// Claims run in a short transaction at READ COMMITTED, set per transaction,
+// so that each of its statements reads a fresh snapshot, which the check of
+// key order below needs (at MySQL's default REPEATABLE READ the whole
+// transaction reads the first one). A claim reads a bounded window of pending
+// rows without locking and locks the rows it looks at by primary key, so it
+// takes no range locks and never blocks a business transaction that inserts
+// an event. Claims are serialized between relays with GET_LOCK on the
+// claim's connection, taken before the transaction starts and released after
+// it commits, so every claimer sees the leases of the one before: that is
+// what keeps per-key order with several relays. MariaDB has no UPDATE ...
+// RETURNING, so a claim selects its rows FOR UPDATE SKIP LOCKED, drops those
+// that would overtake an earlier row of their key that the select skipped
+// (InnoDB's locking reads see rows committed after the statement's snapshot;
+// see statements.go), leases the rest with one UPDATE and commits.
 package mysql
 
 import (

@@ -85,31 +85,22 @@ func (s *Store) claim(ctx context.Context, conn *sql.Conn, p store.ClaimParams, 
 		return c, fmt.Errorf("claim: begin: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, s.sql.claim, p.Limit)
-	if err != nil {
-		return c, fmt.Errorf("claim: %w", err)
+	// The first statement looks for the rows in a window of pending rows
+	// read from the index alone. When it reaches the end of a full window
+	// without finding the limit, rows held back by a backoff or a parked row
+	// may fill the window, and the second statement looks past them (see
+	// statements.go). The second's result replaces the first's, which it
+	// contains unless earlier rows changed in between; a row that the first
+	// locked and the second did not take stays locked, not leased, until
+	// the transaction ends.
+	var past bool
+	if c.Records, c.Now, past, err = s.selectClaim(ctx, tx, s.sql.claim, claimArgs(p.Limit)); err != nil {
+		return c, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var r store.Record
-		var id string
-		var headers []byte
-		var created, now int64
-		if err := rows.Scan(&id, &r.Seq, &r.Topic, &r.Key, &r.EventType, &r.AggregateType, &r.AggregateID,
-			&r.Payload, &headers, &r.Attempts, &created, &r.Reclaimed, &now); err != nil {
-			return c, fmt.Errorf("claim: scan: %w", err)
+	if past {
+		if c.Records, c.Now, _, err = s.selectClaim(ctx, tx, s.sql.claimPastHeld, claimPastHeldArgs(p.Limit)); err != nil {
+			return c, err
 		}
-		if r.ID, err = uuid.Parse(id); err != nil {
-			return c, fmt.Errorf("claim: event id %q: %w", id, err)
-		}
-		if err := json.Unmarshal(headers, &r.Headers); err != nil {
-			return c, fmt.Errorf("claim: headers of %s: %w", id, err)
-		}
-		r.CreatedAt, c.Now = time.UnixMicro(created), time.UnixMicro(now)
-		c.Records = append(c.Records, r)
-	}
-	if err := rows.Err(); err != nil {
-		return c, fmt.Errorf("claim: %w", err)
 	}
 	if c.Records, err = s.inKeyOrder(ctx, tx, c.Records); err != nil {
 		return store.Claim{Token: token}, err
@@ -129,6 +120,47 @@ func (s *Store) claim(ctx context.Context, conn *sql.Conn, p store.ClaimParams, 
 		return store.Claim{Token: token}, fmt.Errorf("claim: commit: %w", err)
 	}
 	return c, nil
+}
+
+// selectClaim runs one of the claim statements and returns its rows, the
+// database clock (zero when there are no rows), and whether it returned the
+// sentinel of a full window (see statements.claim).
+func (s *Store) selectClaim(ctx context.Context, tx *sql.Tx, query string, args []any) (recs []store.Record, now time.Time, sentinel bool, err error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, now, false, fmt.Errorf("claim: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		// The columns of c are NULL in the sentinel.
+		var r store.Record
+		var id, eventType, aggregateType, aggregateID sql.NullString
+		var seq, attempts, created sql.NullInt64
+		var headers []byte
+		var micros int64
+		if err := rows.Scan(&id, &seq, &r.Topic, &r.Key, &eventType, &aggregateType, &aggregateID,
+			&r.Payload, &headers, &attempts, &created, &r.Reclaimed, &micros); err != nil {
+			return nil, now, false, fmt.Errorf("claim: scan: %w", err)
+		}
+		if !id.Valid {
+			sentinel = true
+			continue
+		}
+		if r.ID, err = uuid.Parse(id.String); err != nil {
+			return nil, now, false, fmt.Errorf("claim: event id %q: %w", id.String, err)
+		}
+		if err := json.Unmarshal(headers, &r.Headers); err != nil {
+			return nil, now, false, fmt.Errorf("claim: headers of %s: %w", id.String, err)
+		}
+		r.Seq, r.Attempts = seq.Int64, int(attempts.Int64)
+		r.EventType, r.AggregateType, r.AggregateID = eventType.String, aggregateType.String, aggregateID.String
+		r.CreatedAt, now = time.UnixMicro(created.Int64), time.UnixMicro(micros)
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, now, false, fmt.Errorf("claim: %w", err)
+	}
+	return recs, now, sentinel, nil
 }
 
 // inKeyOrder returns recs without the rows that an earlier pending row of
