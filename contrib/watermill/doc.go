@@ -17,7 +17,8 @@
 //     correlation-ID propagation to produced messages).
 //   - [Inbox] runs a handler in a database transaction of its own that also
 //     records the message UUID, so a redelivered message is acked without
-//     running the handler's effects twice. [MigrateInbox] creates its table.
+//     running the handler's effects twice. [MigrateInbox] creates its table;
+//     [Inbox.Prune] deletes the rows of messages too old to be redelivered.
 //
 // A handler that consumes through the inbox and publishes through the outbox
 // does all of it in one transaction:

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
@@ -52,6 +53,8 @@ type Inbox[Tx any] struct {
 	// record inserts the row and reports whether it was new.
 	record           func(ctx context.Context, tx Tx, consumer, id string) (bool, error)
 	commit, rollback func(context.Context, Tx) error
+	// prune deletes at most limit rows older than olderThan.
+	prune func(ctx context.Context, olderThan time.Duration, limit int) (int64, error)
 }
 
 // PgxBeginner begins pgx transactions: *pgxpool.Pool, *pgx.Conn.
@@ -70,6 +73,7 @@ func NewPgxInbox(db PgxBeginner, cfg InboxConfig) (*Inbox[pgx.Tx], error) {
 		return nil, err
 	}
 	insert := "INSERT INTO " + table + " (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+	prune := pgPrune(table)
 	return &Inbox[pgx.Tx]{
 		onDuplicate: cfg.OnDuplicate,
 		begin:       db.Begin,
@@ -79,6 +83,15 @@ func NewPgxInbox(db PgxBeginner, cfg InboxConfig) (*Inbox[pgx.Tx], error) {
 		},
 		commit:   func(ctx context.Context, tx pgx.Tx) error { return tx.Commit(ctx) },
 		rollback: func(ctx context.Context, tx pgx.Tx) error { return tx.Rollback(ctx) },
+		prune: func(ctx context.Context, olderThan time.Duration, limit int) (int64, error) {
+			var n int64
+			err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+				tag, err := tx.Exec(ctx, prune, olderThan.Microseconds(), limit)
+				n = tag.RowsAffected()
+				return err
+			})
+			return n, err
+		},
 	}, nil
 }
 
@@ -93,15 +106,17 @@ func NewSQLInbox(db *sql.DB, d migrations.Dialect, cfg InboxConfig) (*Inbox[*sql
 	if err := migrations.ValidateTable(table); err != nil {
 		return nil, err
 	}
-	var insert string
+	var insert, prune string
 	switch d.Name() {
 	case migrations.PostgreSQL.Name():
 		insert = "INSERT INTO " + table + " (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+		prune = pgPrune(table)
 	case migrations.MySQL.Name():
 		// IGNORE also turns errors such as truncation into warnings; the
 		// handler checks the lengths before, so only the duplicate key is
 		// left to ignore.
 		insert = "INSERT IGNORE INTO " + table + " (consumer, message_id) VALUES (?, ?)"
+		prune = "DELETE FROM " + table + " WHERE processed_at < NOW(6) - INTERVAL ? MICROSECOND ORDER BY processed_at LIMIT ?"
 	default:
 		return nil, fmt.Errorf("outboxwatermill: inbox: unknown dialect %q", d.Name())
 	}
@@ -118,7 +133,50 @@ func NewSQLInbox(db *sql.DB, d migrations.Dialect, cfg InboxConfig) (*Inbox[*sql
 		},
 		commit:   func(_ context.Context, tx *sql.Tx) error { return tx.Commit() },
 		rollback: func(_ context.Context, tx *sql.Tx) error { return tx.Rollback() },
+		prune: func(ctx context.Context, olderThan time.Duration, limit int) (int64, error) {
+			res, err := db.ExecContext(ctx, prune, olderThan.Microseconds(), limit)
+			if err != nil {
+				return 0, err
+			}
+			return res.RowsAffected()
+		},
 	}, nil
+}
+
+// pgPrune deletes a chunk of old rows in PostgreSQL, where DELETE has no
+// LIMIT: the rows are found through the processed_at index.
+func pgPrune(table string) string {
+	return "DELETE FROM " + table + " WHERE ctid = ANY(ARRAY(SELECT ctid FROM " + table +
+		" WHERE processed_at < now() - $1 * interval '1 microsecond' LIMIT $2))"
+}
+
+// pruneChunk is how many rows one statement of Prune deletes.
+const pruneChunk = 1000
+
+// Prune deletes the rows of messages handled more than olderThan ago, in
+// chunks of 1,000 rows so that no statement holds many locks, and returns
+// how many it deleted. Run it periodically: the inbox has one row per
+// handled message and handler, and nothing else removes them.
+//
+// A message whose row is gone runs its handler again if it is delivered
+// again, so olderThan must be longer than the broker can redeliver a
+// message: the topic's retention, or how far back a consumer group can be
+// reset.
+func (in *Inbox[Tx]) Prune(ctx context.Context, olderThan time.Duration) (int64, error) {
+	if olderThan <= 0 {
+		return 0, fmt.Errorf("outboxwatermill: Prune: olderThan must be positive, got %v", olderThan)
+	}
+	var total int64
+	for {
+		n, err := in.prune(ctx, olderThan, pruneChunk)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("inbox: prune: %w", err)
+		}
+		if n < pruneChunk {
+			return total, nil
+		}
+	}
 }
 
 // Handler returns a router handler that runs h at most once per message.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,7 +28,10 @@ import (
 type inboxCase struct {
 	db      *sql.DB
 	dialect migrations.Dialect
+	table   string
 	effects string
+	// prune is the Prune of an inbox over the table.
+	prune func(ctx context.Context, olderThan time.Duration) (int64, error)
 	// handler returns the inbox's handler around the effect; fail makes the
 	// effect fail once for the given message UUID, after it wrote its row.
 	handler func(cfg outboxwatermill.InboxConfig, fail func(id string) bool) message.NoPublishHandlerFunc
@@ -37,7 +42,9 @@ func pgInbox(t *testing.T) inboxCase {
 	db := stdlib.OpenDBFromPool(pool)
 	t.Cleanup(func() { db.Close() })
 	table, effects := migrateInbox(t, db, migrations.PostgreSQL)
-	return inboxCase{db: db, dialect: migrations.PostgreSQL, effects: effects,
+	pruner, err := outboxwatermill.NewPgxInbox(pool, outboxwatermill.InboxConfig{Table: table})
+	require.NoError(t, err)
+	return inboxCase{db: db, dialect: migrations.PostgreSQL, table: table, effects: effects, prune: pruner.Prune,
 		handler: func(cfg outboxwatermill.InboxConfig, fail func(string) bool) message.NoPublishHandlerFunc {
 			cfg.Table = table
 			inbox, err := outboxwatermill.NewPgxInbox(pool, cfg)
@@ -71,7 +78,9 @@ func sqlInbox(t *testing.T, db *sql.DB, d migrations.Dialect) inboxCase {
 	if d.Name() == migrations.PostgreSQL.Name() {
 		insert = "INSERT INTO " + effects + " (message_id) VALUES ($1)"
 	}
-	return inboxCase{db: db, dialect: d, effects: effects,
+	pruner, err := outboxwatermill.NewSQLInbox(db, d, outboxwatermill.InboxConfig{Table: table})
+	require.NoError(t, err)
+	return inboxCase{db: db, dialect: d, table: table, effects: effects, prune: pruner.Prune,
 		handler: func(cfg outboxwatermill.InboxConfig, fail func(string) bool) message.NoPublishHandlerFunc {
 			cfg.Table = table
 			inbox, err := outboxwatermill.NewSQLInbox(db, d, cfg)
@@ -161,6 +170,45 @@ func TestInboxRedeliveryRunsEffectOnce(t *testing.T) {
 			require.Equal(t, 1, effects(failsOnce.UUID))
 			require.True(t, failed.Load(), "the first attempt failed")
 			require.EqualValues(t, 2, duplicates.Load())
+		})
+	}
+}
+
+// Prune deletes the rows of messages handled before the cutoff, in several
+// chunks when there are many, and none of the recent ones.
+func TestInboxPrune(t *testing.T) {
+	t.Parallel()
+	for _, c := range inboxCases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ic := c.new(t)
+			ctx := context.Background()
+			ago := "now() - interval '2 hours'"
+			if ic.dialect.Name() == migrations.MySQL.Name() {
+				ago = "NOW(6) - INTERVAL 2 HOUR"
+			}
+			const old = 2500 // more than two chunks
+			for start := 0; start < old; start += 500 {
+				var values []string
+				for i := start; i < start+500; i++ {
+					values = append(values, fmt.Sprintf("('on-order', 'old-%d', %s)", i, ago))
+				}
+				_, err := ic.db.ExecContext(ctx, "INSERT INTO "+ic.table+" (consumer, message_id, processed_at) VALUES "+strings.Join(values, ", "))
+				require.NoError(t, err)
+			}
+			_, err := ic.db.ExecContext(ctx, "INSERT INTO "+ic.table+" (consumer, message_id) VALUES ('on-order', 'new-1'), ('on-order', 'new-2'), ('other', 'old-1')")
+			require.NoError(t, err)
+
+			n, err := ic.prune(ctx, time.Hour)
+			require.NoError(t, err)
+			require.EqualValues(t, old, n)
+			require.Equal(t, 3, count(t, ic.db, "SELECT count(*) FROM "+ic.table))
+			n, err = ic.prune(ctx, time.Hour)
+			require.NoError(t, err)
+			require.Zero(t, n)
+			_, err = ic.prune(ctx, 0)
+			require.Error(t, err)
+			require.Equal(t, 3, count(t, ic.db, "SELECT count(*) FROM "+ic.table))
 		})
 	}
 }

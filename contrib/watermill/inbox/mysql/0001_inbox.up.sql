@@ -8,6 +8,6 @@ CREATE TABLE IF NOT EXISTS {{.Table}} (
     processed_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     PRIMARY KEY (consumer, message_id),
     -- Operators prune old rows by age: once a message can no longer be
-    -- redelivered (past the topic's retention), its row is not needed.
+    -- redelivered (past the topic's retention), its row is not needed (Inbox.Prune).
     INDEX ix_{{.Name}}_processed_at (processed_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

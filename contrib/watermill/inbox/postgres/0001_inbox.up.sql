@@ -7,5 +7,5 @@ CREATE TABLE IF NOT EXISTS {{.Table}} (
     PRIMARY KEY (consumer, message_id)
 );
 -- Operators prune old rows by age: once a message can no longer be
--- redelivered (past the topic's retention), its row is not needed.
+-- redelivered (past the topic's retention), its row is not needed (Inbox.Prune).
 CREATE INDEX IF NOT EXISTS ix_{{.Name}}_processed_at ON {{.Table}} (processed_at);
