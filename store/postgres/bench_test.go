@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -92,7 +93,7 @@ func BenchmarkWrite(b *testing.B) {
 	if _, err := pool.Exec(ctx, "CREATE TABLE "+biz+" (id BIGSERIAL PRIMARY KEY, customer TEXT NOT NULL, amount BIGINT NOT NULL)"); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { _, _ = pool.Exec(b.Context(), "DROP TABLE IF EXISTS "+biz) })
+	b.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+biz) })
 	insert := "INSERT INTO " + biz + " (customer, amount) VALUES ($1, $2)"
 	envelope := `{"event_type":"bench.order.created.v1","data":{"note":"` + strings.Repeat("x", 200) + `"}}`
 	event := func() outbox.Event {
