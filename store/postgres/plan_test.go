@@ -126,7 +126,7 @@ func TestClaimWalkIsBounded(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, read, 0, "no scan of the pending index in the plan")
-	require.LessOrEqual(t, read, 4*limit+10, "the claim read %d of %d held-back rows", read, backlog)
+	require.LessOrEqual(t, read, postgres.ClaimWindow*limit+10, "the claim read %d of %d held-back rows", read, backlog)
 	require.Contains(t, plan[0], "rows=0", "nothing is claimable")
 }
 

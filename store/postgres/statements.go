@@ -16,7 +16,7 @@ const pending = `published_at IS NULL AND parked_at IS NULL`
 
 // claimWindow bounds the claim's walk to this many times its limit (see the
 // claim statement).
-const claimWindow = "4"
+const claimWindow = "2"
 
 // held matches ix_<table>_held: rows that may block later rows of their key.
 const held = `published_at IS NULL AND (lease_until IS NOT NULL OR next_attempt_at IS NOT NULL OR parked_at IS NOT NULL)`
