@@ -26,14 +26,11 @@ func BenchmarkClaimMark(b *testing.B) {
 	st := testenv.PostgresStore(b, postgres.Config{})
 	ctx := b.Context()
 	params := store.ClaimParams{Owner: "bench", Limit: 500, Lease: time.Minute}
-	envelope := `{"event_type":"bench.order.created.v1","data":{"note":"` + strings.Repeat("x", 200) + `"}}`
 	refill := func() {
 		for range 50 {
 			events := make([]outbox.Event, 1000)
 			for i := range events {
-				key := fmt.Sprint("key-", i)
-				events[i] = outbox.Event{Topic: "orders", AggregateType: "order", AggregateID: key,
-					EventType: "bench.order.created.v1", Payload: []byte(envelope)}
+				events[i] = benchEvent(fmt.Sprint("key-", i))
 			}
 			tx, err := st.Pool().Begin(ctx)
 			if err != nil {
@@ -95,11 +92,6 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	b.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+biz) })
 	insert := "INSERT INTO " + biz + " (customer, amount) VALUES ($1, $2)"
-	envelope := `{"event_type":"bench.order.created.v1","data":{"note":"` + strings.Repeat("x", 200) + `"}}`
-	event := func() outbox.Event {
-		return outbox.Event{Topic: "orders", AggregateType: "order", AggregateID: "order-1",
-			EventType: "bench.order.created.v1", Payload: []byte(envelope)}
-	}
 	for _, variant := range []string{"business", "business+SELECT1", "business+Queue", "business+AddTx"} {
 		b.Run(variant, func(b *testing.B) {
 			for b.Loop() {
@@ -110,7 +102,7 @@ func BenchmarkWrite(b *testing.B) {
 						batch.Queue("SELECT 1")
 					}
 					if variant == "business+Queue" {
-						if err := st.Queue(ctx, batch, event()); err != nil {
+						if err := st.Queue(ctx, batch, benchEvent("order-1")); err != nil {
 							return err
 						}
 					}
@@ -118,7 +110,7 @@ func BenchmarkWrite(b *testing.B) {
 						return err
 					}
 					if variant == "business+AddTx" {
-						return st.AddTx(ctx, tx, event())
+						return st.AddTx(ctx, tx, benchEvent("order-1"))
 					}
 					return nil
 				})
@@ -128,4 +120,10 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchEvent is an event of key with a ~250-byte envelope.
+func benchEvent(key string) outbox.Event {
+	return outbox.Event{Topic: "orders", AggregateType: "order", AggregateID: key, EventType: "bench.order.created.v1",
+		Payload: []byte(`{"event_type":"bench.order.created.v1","data":{"note":"` + strings.Repeat("x", 200) + `"}}`)}
 }

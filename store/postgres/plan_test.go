@@ -9,11 +9,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox/internal/testenv"
-	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/store/postgres"
 )
 
@@ -22,16 +20,9 @@ import (
 // scan the table.
 func TestPlansUseIndexes(t *testing.T) {
 	t.Parallel()
-	pool := testenv.Postgres(t)
+	st := testenv.PostgresStore(t, postgres.Config{})
+	pool, table := st.Pool(), st.Table()
 	ctx := context.Background()
-	table := testenv.Table("outbox_plan")
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	require.NoError(t, migrations.Up(ctx, db, migrations.PostgreSQL, table))
-	t.Cleanup(func() {
-		_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
-		_, _ = pool.Exec(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = $1", table)
-	})
 	// 50,000 published rows, 200 pending ones, a few leased and parked.
 	_, err := pool.Exec(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, topic, event_data, published_at)
 		SELECT 'order', 'o-' || (g % 1000), 'order.placed.v1', 'o-' || (g % 1000), 'orders', '{"n":1}', now() - interval '1 hour'
@@ -46,8 +37,6 @@ func TestPlansUseIndexes(t *testing.T) {
 	_, err = pool.Exec(ctx, "ANALYZE "+table)
 	require.NoError(t, err)
 
-	st, err := postgres.New(pool, postgres.Config{Table: table})
-	require.NoError(t, err)
 	plan := func(query string, args ...any) string {
 		t.Helper()
 		return strings.Join(explain(t, pool, st, "EXPLAIN (COSTS OFF) "+query, args...), "\n")
@@ -83,16 +72,9 @@ func TestPlansUseIndexes(t *testing.T) {
 // so under the claim lock, again and again). It reads a bounded window.
 func TestClaimWalkIsBounded(t *testing.T) {
 	t.Parallel()
-	pool := testenv.Postgres(t)
+	st := testenv.PostgresStore(t, postgres.Config{})
+	pool, table := st.Pool(), st.Table()
 	ctx := context.Background()
-	table := testenv.Table("outbox_walk")
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	require.NoError(t, migrations.Up(ctx, db, migrations.PostgreSQL, table))
-	t.Cleanup(func() {
-		_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
-		_, _ = pool.Exec(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = $1", table)
-	})
 	const backlog, limit = 20000, 100
 	_, err := pool.Exec(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, topic, event_data)
 		SELECT 'order', 'o-' || (g % 10), 'order.placed.v1', 'o-' || (g % 10), 'orders', '{"n":1}' FROM generate_series(1, $1) g`, backlog)
@@ -101,8 +83,6 @@ func TestClaimWalkIsBounded(t *testing.T) {
 		WHERE seq IN (SELECT min(seq) FROM `+table+` GROUP BY event_key)`)
 	require.NoError(t, err)
 	_, err = pool.Exec(ctx, "ANALYZE "+table)
-	require.NoError(t, err)
-	st, err := postgres.New(pool, postgres.Config{Table: table})
 	require.NoError(t, err)
 
 	plan := explain(t, pool, st, "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) "+postgres.ClaimSQL(st),

@@ -1,6 +1,9 @@
 package postgres
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // statements are the store's SQL with the table name filled in once.
 type statements struct {
@@ -16,7 +19,7 @@ const pending = `published_at IS NULL AND parked_at IS NULL`
 
 // claimWindow bounds the claim's walk to this many times its limit (see the
 // claim statement).
-const claimWindow = "2"
+const claimWindow = 2
 
 // held matches ix_<table>_held: rows that may block later rows of their key.
 const held = `published_at IS NULL AND (lease_until IS NOT NULL OR next_attempt_at IS NOT NULL OR parked_at IS NOT NULL)`
@@ -66,7 +69,7 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 			  AND b.{held}
 			  AND (b.next_attempt_at > now() OR b.parked_at IS NOT NULL)))
 		ORDER BY o.seq
-		LIMIT ` + claimWindow + ` * $1
+		LIMIT ` + strconv.Itoa(claimWindow) + ` * $1
 	) w JOIN {t} c ON c.ctid = w.tid
 	WHERE c.published_at IS NULL AND c.parked_at IS NULL
 	  AND (c.lease_until IS NULL OR c.lease_until <= now())
