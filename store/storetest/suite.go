@@ -33,6 +33,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Backoff", testBackoff},
 		{"Parking", testParking},
 		{"DeepBlockedBacklog", testDeepBlockedBacklog},
+		{"DeepLeasedBacklog", testDeepLeasedBacklog},
 		{"Release", testRelease},
 		{"Cleanup", testCleanup},
 		{"Stats", testStats},
@@ -367,6 +368,42 @@ func testDeepBlockedBacklog(t *testing.T, h Harness) {
 	other := ev("other")
 	write(t, h, other)
 	require.Equal(t, []uuid.UUID{other.ID}, recIDs(claim(t, h, limit, lease).Records))
+}
+
+// P5 with a deep backlog behind a lease: a claim may return nothing while
+// the backlog it reads is held back by a lease, but once the lease expires
+// everything flows, the key in order and the other keys behind it.
+func testDeepLeasedBacklog(t *testing.T, h Harness) {
+	const deep = 300 // far more than a claim of 10 reads
+	backlog := make([]outbox.Event, deep)
+	for i := range backlog {
+		backlog[i] = ev("leased")
+	}
+	other := ev("other")
+	write(t, h, backlog...)
+	write(t, h, other)
+	first := claim(t, h, 1, 200*time.Millisecond)
+	require.Equal(t, []uuid.UUID{backlog[0].ID}, recIDs(first.Records))
+	otherClaimed := false
+	for _, id := range recIDs(claim(t, h, 10, lease).Records) {
+		require.Equal(t, other.ID, id, "only other may pass the leased key")
+		otherClaimed = true
+	}
+	time.Sleep(300 * time.Millisecond)
+	var want []uuid.UUID
+	for _, e := range backlog {
+		want = append(want, e.ID)
+	}
+	var got []uuid.UUID
+	for _, id := range claimAll(t, h) {
+		if id == other.ID {
+			otherClaimed = true
+			continue
+		}
+		got = append(got, id)
+	}
+	require.Equal(t, want, got, "after the lease, the key's backlog in order")
+	require.True(t, otherClaimed)
 }
 
 func testRelease(t *testing.T, h Harness) {
