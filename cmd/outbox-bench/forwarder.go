@@ -228,22 +228,9 @@ func steadyForwarder(ctx context.Context, e *env, t *table, tuned bool) (latenci
 	if err := f.start(ctx); err != nil {
 		return latencies{}, err
 	}
-	insert := "INSERT INTO " + biz + " (customer, amount) VALUES ($1, $2)"
-	e.quiesce(ctx)
-	lat, rep, err := steady(ctx, e, topic, tr, func(ctx context.Context, ev outbox.Event, i int) error {
-		tx, err := e.pg.Begin(ctx)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, insert, ev.Key, i); err != nil {
-			return err
-		}
-		if err := f.publishTx(tx, topic, ev); err != nil {
-			return err
-		}
-		return tx.Commit(ctx)
-	})
+	lat, rep, err := steady(ctx, e, topic, tr, e.pgCommit(biz, func(_ context.Context, tx pgx.Tx, ev outbox.Event) error {
+		return f.publishTx(tx, topic, ev)
+	}))
 	if err != nil {
 		return latencies{}, fmt.Errorf("%s: %w", name, err)
 	}

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/store/postgres"
 )
@@ -28,6 +30,7 @@ func steady(ctx context.Context, e *env, topic string, tr *tracker, commit commi
 	var next atomic.Int64
 	var failed atomic.Int64
 	var wg sync.WaitGroup
+	e.quiesce(ctx)
 	start := time.Now()
 	for w := range steadyWriters {
 		wg.Go(func() {
@@ -70,6 +73,26 @@ func steady(ctx context.Context, e *env, topic string, tr *tracker, commit commi
 		logf("steady: the writers ended %v behind schedule", behind.Round(time.Millisecond))
 	}
 	return summarize(tr.lags()), rep, nil
+}
+
+// pgCommit returns a commitFunc that writes a business row into biz and
+// the event through write, in one PostgreSQL transaction.
+func (e *env) pgCommit(biz string, write func(ctx context.Context, tx pgx.Tx, ev outbox.Event) error) commitFunc {
+	insert := "INSERT INTO " + biz + " (customer, amount) VALUES ($1, $2)"
+	return func(ctx context.Context, ev outbox.Event, i int) error {
+		tx, err := e.pg.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, insert, ev.Key, i); err != nil {
+			return err
+		}
+		if err := write(ctx, tx, ev); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	}
 }
 
 // relayPlace is where the steady run's relay runs and how it learns of
@@ -134,22 +157,9 @@ func steadyOurs(ctx context.Context, e *env, t *table, place relayPlace) (latenc
 		}
 		defer stop()
 	}
-	insert := "INSERT INTO " + biz + " (customer, amount) VALUES ($1, $2)"
-	e.quiesce(ctx)
-	lat, rep, err := steady(ctx, e, topic, tr, func(ctx context.Context, ev outbox.Event, i int) error {
-		tx, err := e.pg.Begin(ctx)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, insert, ev.Key, i); err != nil {
-			return err
-		}
-		if err := pg.AddTx(ctx, tx, ev); err != nil {
-			return err
-		}
-		return tx.Commit(ctx)
-	})
+	lat, rep, err := steady(ctx, e, topic, tr, e.pgCommit(biz, func(ctx context.Context, tx pgx.Tx, ev outbox.Event) error {
+		return pg.AddTx(ctx, tx, ev)
+	}))
 	if err != nil {
 		return latencies{}, fmt.Errorf("%s: %w", name, err)
 	}
