@@ -1,10 +1,12 @@
-# Run `make help` for the targets. Services: PostgreSQL on 127.0.0.1:5432 and
-# MariaDB/MySQL on 127.0.0.1:3306 (see README); Kafka is embedded (devkafka).
+# Run `make help` for the targets. `make services` starts PostgreSQL (5432), MariaDB (3306)
+# and Apache Kafka (9092) on 127.0.0.1, installing what is missing (see README).
 GO ?= go
 TEST_TIMEOUT ?= 20m
+# The tests' Kafka: the broker `make services` starts, unless set to another one.
+KAFKA_BROKERS = $(or $(OUTBOX_KAFKA_BROKERS),127.0.0.1:9092)
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test test-short bench bench-quick lint fmt
+.PHONY: help services services-down kafka-cluster demo test test-short bench bench-quick lint fmt
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -12,9 +14,18 @@ help: ## Show this help.
 demo: ## Run the quickstart: PostgreSQL transactions -> relay -> Kafka -> Watermill consumer.
 	$(GO) run ./examples/quickstart
 
-test: ## Run every test (vet, then go test -race) against PostgreSQL, MariaDB and the embedded Kafka broker.
+services: ## Start PostgreSQL, MariaDB and Kafka on 127.0.0.1 (idempotent; installs what is missing).
+	@scripts/services.sh up
+
+services-down: ## Stop the services `make services` started.
+	@scripts/services.sh down
+
+kafka-cluster: ## Start a 3-broker Kafka cluster on 127.0.0.1:19092-19094.
+	@scripts/services.sh cluster
+
+test: services ## Run every test (vet, then go test -race) against PostgreSQL, MariaDB and Apache Kafka.
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	OUTBOX_KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test-short: ## Run the fast tests only (skips the multi-process fault tests).
 	$(GO) test -short -count=1 ./...
