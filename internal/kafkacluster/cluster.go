@@ -1,0 +1,309 @@
+// Package kafkacluster starts a real Apache Kafka cluster for failover tests:
+// three KRaft nodes (each broker and controller) on free 127.0.0.1 ports,
+// topics at replication factor 3 with min.insync.replicas=2. Nodes are OS
+// processes that a test can SIGKILL, pause and restart from their log
+// directories. The nodes are started by scripts/kafka/node.sh, the script
+// `make services` uses, from the jars it keeps in .cache/kafka/libs.
+package kafkacluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/outboxkit/outbox/internal/testenv"
+)
+
+// Cluster is a running cluster. Its methods are safe for concurrent use.
+type Cluster struct {
+	t      testing.TB
+	dir    string
+	id     string
+	voters string
+	nodes  []*node
+}
+
+type node struct {
+	mu          sync.Mutex
+	id          int
+	dir         string
+	port, cport int
+	pid         int
+}
+
+// Start starts a cluster of n nodes (n is 3 for the failover tests) and
+// waits until every node serves; the cluster is killed at the end of the
+// test. Under CI a cluster that cannot start fails the test; elsewhere it
+// skips (no Java, say).
+func Start(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if _, err := exec.LookPath("java"); err != nil {
+		testenv.Unavailable(t, "java (for the Kafka cluster)", err)
+	}
+	c := &Cluster{t: t, dir: t.TempDir()}
+	id, err := script("cluster-id")
+	if err != nil {
+		testenv.Unavailable(t, "Kafka jars", err)
+	}
+	c.id = strings.TrimSpace(id)
+	ports := freePorts(t, 2*n)
+	var voters []string
+	for i := range n {
+		nd := &node{id: i + 1, dir: filepath.Join(c.dir, "node-"+strconv.Itoa(i+1)), port: ports[2*i], cport: ports[2*i+1]}
+		c.nodes = append(c.nodes, nd)
+		voters = append(voters, fmt.Sprintf("%d@127.0.0.1:%d", nd.id, nd.cport))
+	}
+	c.voters = strings.Join(voters, ",")
+	t.Cleanup(c.killAll)
+	for i := range c.nodes {
+		c.launch(i)
+	}
+	for i := range c.nodes {
+		c.wait(i)
+	}
+	c.waitHealthy()
+	return c
+}
+
+// Brokers returns the nodes' addresses, the live ones and the dead alike.
+func (c *Cluster) Brokers() []string {
+	out := make([]string, len(c.nodes))
+	for i, nd := range c.nodes {
+		out[i] = "127.0.0.1:" + strconv.Itoa(nd.port)
+	}
+	return out
+}
+
+// NodeID returns the Kafka node ID of node i (counted from 0).
+func (c *Cluster) NodeID(i int) int32 { return int32(c.nodes[i].id) }
+
+// Kill sends SIGKILL to node i and waits until it is gone.
+func (c *Cluster) Kill(i int) {
+	nd := c.nodes[i]
+	nd.mu.Lock()
+	pid := nd.pid
+	nd.pid = 0
+	nd.mu.Unlock()
+	if pid == 0 {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for alive(pid) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Pause stops node i with SIGSTOP: it keeps its connections but answers
+// nothing, as a broker behind a dropped route. Resume undoes it.
+func (c *Cluster) Pause(i int) { c.signal(i, syscall.SIGSTOP) }
+
+// Resume continues a paused node.
+func (c *Cluster) Resume(i int) { c.signal(i, syscall.SIGCONT) }
+
+func (c *Cluster) signal(i int, sig syscall.Signal) {
+	nd := c.nodes[i]
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.pid != 0 {
+		_ = syscall.Kill(nd.pid, sig)
+	}
+}
+
+// Restart starts a killed node i again from its log directory and waits
+// until it serves.
+func (c *Cluster) Restart(i int) {
+	c.launch(i)
+	c.wait(i)
+}
+
+// Running reports whether node i runs (it may be paused).
+func (c *Cluster) Running(i int) bool {
+	nd := c.nodes[i]
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.pid != 0
+}
+
+// CreateTopic creates a topic of its own with the given partitions at
+// replication factor 3 (the cluster's default), waits until every partition
+// has a leader, and returns its name.
+func (c *Cluster) CreateTopic(partitions int32) string {
+	c.t.Helper()
+	topic := testenv.Table("outbox_cluster")
+	adm, closeAdm := c.admin()
+	defer closeAdm()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := adm.CreateTopic(ctx, partitions, -1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		c.t.Fatalf("create topic %s: %v", topic, err)
+	}
+	for p := range partitions {
+		c.Leader(topic, p)
+	}
+	return topic
+}
+
+// Leader returns the index of the node that leads a partition, waiting up to
+// a minute for one.
+func (c *Cluster) Leader(topic string, partition int32) int {
+	c.t.Helper()
+	adm, closeAdm := c.admin()
+	defer closeAdm()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		md, err := adm.Metadata(ctx, topic)
+		cancel()
+		if err == nil {
+			if p, ok := md.Topics[topic].Partitions[partition]; ok && p.Err == nil && p.Leader >= 0 {
+				for i, nd := range c.nodes {
+					if int32(nd.id) == p.Leader && c.Running(i) {
+						return i
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("no leader for %s/%d after a minute (last error %v)", topic, partition, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) admin() (*kadm.Client, func()) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.liveBrokers()...))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return kadm.NewClient(cl), cl.Close
+}
+
+func (c *Cluster) liveBrokers() []string {
+	var out []string
+	for i, b := range c.Brokers() {
+		if c.Running(i) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// waitHealthy waits until the brokers answer as a cluster: every node
+// registered, so that topics get all their replicas.
+func (c *Cluster) waitHealthy() {
+	c.t.Helper()
+	adm, closeAdm := c.admin()
+	defer closeAdm()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		md, err := adm.BrokerMetadata(ctx)
+		cancel()
+		if err == nil && len(md.Brokers) == len(c.nodes) {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the cluster did not come up within 2 minutes (metadata %v, err %v)", md.Brokers, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) launch(i int) {
+	c.t.Helper()
+	nd := c.nodes[i]
+	out, err := script("start", nd.dir, strconv.Itoa(nd.id), strconv.Itoa(nd.port), strconv.Itoa(nd.cport),
+		c.voters, strconv.Itoa(len(c.nodes)), c.id)
+	if err != nil {
+		c.t.Fatalf("start Kafka node %d: %v", nd.id, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		c.t.Fatalf("start Kafka node %d: %q is no PID", nd.id, out)
+	}
+	nd.mu.Lock()
+	nd.pid = pid
+	nd.mu.Unlock()
+}
+
+func (c *Cluster) wait(i int) {
+	c.t.Helper()
+	if out, err := script("wait", c.nodes[i].dir, "180"); err != nil {
+		c.t.Fatalf("Kafka node %d: %v %s", c.nodes[i].id, err, out)
+	}
+}
+
+func (c *Cluster) killAll() {
+	for i := range c.nodes {
+		c.Resume(i)
+		c.Kill(i)
+	}
+}
+
+// script runs scripts/kafka/node.sh with args and returns its standard output.
+func script(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(repoRoot(), "scripts", "kafka", "node.sh"), args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("node.sh %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// freePorts returns n distinct ports that were free a moment ago.
+func freePorts(t testing.TB, n int) []int {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// alive reports whether pid runs. The nodes are not this process's children
+// (node.sh detaches them), and a container's init may leave them zombies, so
+// /proc tells rather than kill(pid, 0).
+func alive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses.
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}

@@ -1,0 +1,104 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// DefaultKafkaBrokers is the broker `make services` starts.
+const DefaultKafkaBrokers = "127.0.0.1:9092"
+
+// KafkaBrokers returns OUTBOX_KAFKA_BROKERS (comma-separated) or the local
+// default.
+func KafkaBrokers() []string {
+	return strings.Split(getenv("OUTBOX_KAFKA_BROKERS", DefaultKafkaBrokers), ",")
+}
+
+var kafkaProbe struct {
+	once    sync.Once
+	version string
+	err     error
+}
+
+// Kafka returns the addresses of the test's Apache Kafka broker, after
+// checking once per process that it answers, and logs which broker it is.
+// Under CI a broker that does not answer fails the test; elsewhere it skips.
+func Kafka(t testing.TB) []string {
+	t.Helper()
+	brokers := KafkaBrokers()
+	kafkaProbe.once.Do(func() {
+		kafkaProbe.version, kafkaProbe.err = KafkaVersion(brokers)
+	})
+	if kafkaProbe.err != nil {
+		Unavailable(t, "Kafka at "+strings.Join(brokers, ","), kafkaProbe.err)
+	}
+	t.Logf("Kafka: %s at %s", kafkaProbe.version, strings.Join(brokers, ","))
+	return brokers
+}
+
+// KafkaVersion asks the brokers for their API versions and returns the
+// Kafka release they match, such as "Apache Kafka v4.1+ (3 brokers)".
+func KafkaVersion(brokers []string) (string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return "", err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var vs kadm.BrokersApiVersions
+	for {
+		if vs, err = kadm.NewClient(cl).ApiVersions(ctx); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	sorted := vs.Sorted()
+	for _, v := range sorted {
+		if v.Err != nil {
+			return "", v.Err
+		}
+	}
+	return fmt.Sprintf("Apache Kafka %s (%d brokers answered)", sorted[0].VersionGuess(), len(sorted)), nil
+}
+
+// KafkaTopic creates a topic of its own for one test on brokers, with
+// partitions partitions and the brokers' default replication, and deletes it
+// at the end of the test.
+func KafkaTopic(t testing.TB, brokers []string, partitions int32) string {
+	t.Helper()
+	topic := Table("outbox_test")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := adm.CreateTopic(ctx, partitions, -1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		cl.Close()
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+	t.Cleanup(func() {
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = adm.DeleteTopics(ctx, topic)
+	})
+	return topic
+}
