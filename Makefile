@@ -4,9 +4,11 @@ GO ?= go
 TEST_TIMEOUT ?= 20m
 # The tests' Kafka: the broker `make services` starts, unless set to another one.
 KAFKA_BROKERS = $(or $(OUTBOX_KAFKA_BROKERS),127.0.0.1:9092)
+# Every package of every module in go.work (the root module and the nested ones).
+PKGS = $(shell scripts/modules.sh list | sed 's,$$,/...,')
 
 .DEFAULT_GOAL := help
-.PHONY: help services services-down kafka-cluster demo test test-short bench bench-quick lint fmt
+.PHONY: help services services-down kafka-cluster demo test test-short bench bench-quick lint fmt tidy
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,11 +26,11 @@ kafka-cluster: ## Start a 3-broker Kafka cluster on 127.0.0.1:19092-19094.
 	@scripts/services.sh cluster
 
 test: services ## Run every test (vet, then go test -race) against PostgreSQL, MariaDB and Apache Kafka.
-	$(GO) vet ./...
-	OUTBOX_KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) vet $(PKGS)
+	OUTBOX_KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 test-short: ## Run the fast tests only (skips the multi-process fault tests).
-	$(GO) test -short -count=1 ./...
+	$(GO) test -short -count=1 $(PKGS)
 
 bench: ## Run the benchmark program with defaults (a few minutes) and print its table.
 	$(GO) run ./cmd/outbox-bench
@@ -38,7 +40,10 @@ bench-quick: ## Run the benchmark program with small N (under a minute).
 
 lint: ## Check formatting and run go vet.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet $(PKGS)
 
 fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')
+
+tidy: ## Run go mod tidy in every module, keeping their replace directives in step.
+	@scripts/modules.sh tidy

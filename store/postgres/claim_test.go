@@ -1,4 +1,4 @@
-package relay_test
+package postgres_test
 
 import (
 	"context"

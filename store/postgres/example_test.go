@@ -1,4 +1,4 @@
-package outbox_test
+package postgres_test
 
 import (
 	"cmp"
@@ -7,13 +7,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/relay"
 	"github.com/outboxkit/outbox/store/postgres"
@@ -22,6 +19,17 @@ import (
 type orderPlaced struct {
 	OrderID string `json:"order_id"`
 	Total   int    `json:"total_cents"`
+}
+
+// printer is a broker.Publisher that hands what the relay publishes to the
+// example; broker/kafka is the publisher of a real service.
+type printer chan *outbox.Message
+
+func (p printer) Publish(_ context.Context, msgs []*outbox.Message) []error {
+	for _, m := range msgs {
+		p <- m
+	}
+	return nil
 }
 
 // Write an event in the same transaction as the business row, and let a
@@ -77,14 +85,8 @@ func Example() {
 		panic(err)
 	}
 
-	// The relay publishes to any Watermill publisher; here an in-memory one.
-	pubsub := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
-	defer pubsub.Close()
-	messages, err := pubsub.Subscribe(ctx, "orders")
-	if err != nil {
-		panic(err)
-	}
-	r, err := relay.New(st, broker.NewWatermill(pubsub), relay.Config{})
+	messages := make(printer, 1)
+	r, err := relay.New(st, messages, relay.Config{})
 	if err != nil {
 		panic(err)
 	}
@@ -94,13 +96,12 @@ func Example() {
 
 	select {
 	case msg := <-messages:
-		msg.Ack()
-		env, _ := outbox.DecodeEnvelope[orderPlaced](msg.Payload)
-		fmt.Println(msg.Metadata.Get(outbox.HeaderEventType), env.Data.OrderID, env.Data.Total, msg.UUID == event.ID.String())
+		env, _ := outbox.DecodeEnvelope[orderPlaced](msg.Value)
+		fmt.Println(msg.Topic, msg.Key, msg.Headers[outbox.HeaderEventType], env.Data.OrderID, env.Data.Total, msg.ID == event.ID)
 	case <-time.After(10 * time.Second):
 		fmt.Println("timed out")
 	}
 	stop()
 	<-done
-	// Output: order.placed.v1 order-1 4200 true
+	// Output: orders order-1 order.placed.v1 order-1 4200 true
 }

@@ -1,4 +1,4 @@
-package migrations_test
+package mysql_test
 
 import (
 	"context"

@@ -271,7 +271,7 @@ func script(args ...string) (string, error) {
 
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
 // freePorts returns n distinct ports that were free a moment ago.

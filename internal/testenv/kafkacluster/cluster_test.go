@@ -7,7 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/outboxkit/outbox/internal/kafkacluster"
+	"github.com/outboxkit/outbox/internal/testenv/kafkacluster"
 	"github.com/outboxkit/outbox/internal/testenv"
 )
 

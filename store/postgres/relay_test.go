@@ -1,4 +1,4 @@
-package relay_test
+package postgres_test
 
 import (
 	"context"
@@ -13,13 +13,12 @@ import (
 	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
-	"github.com/outboxkit/outbox/relay"
 	"github.com/outboxkit/outbox/relay/relaytest"
 	"github.com/outboxkit/outbox/store/postgres"
 )
 
 // The relay's promises on PostgreSQL; store/mysql runs the same suite.
-func TestConformance(t *testing.T) {
+func TestRelayConformance(t *testing.T) {
 	relaytest.Run(t, testenv.PostgresHarness)
 }
 
@@ -69,13 +68,4 @@ func TestTerminatedConnections(t *testing.T) {
 	report := check.Check(rec.Received(), r.Stats().PossibleDuplicates)
 	t.Log(report, "; connections killed:", killed)
 	require.True(t, report.OK(), report.String())
-}
-
-func TestConfigValidation(t *testing.T) {
-	st := testenv.PostgresStore(t, postgres.Config{})
-	_, err := relay.New(st, broker.NewWatermill(faulttest.NewRecorder(0, 1)), relay.Config{BatchSize: -1, Lease: time.Millisecond})
-	require.ErrorContains(t, err, "Config.BatchSize")
-	require.ErrorContains(t, err, "Config.Lease")
-	_, err = relay.New(nil, nil, relay.Config{})
-	require.Error(t, err)
 }
