@@ -7,8 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/outboxkit/outbox/internal/testenv/kafkacluster"
 	"github.com/outboxkit/outbox/internal/testenv"
+	"github.com/outboxkit/outbox/internal/testenv/kafkacluster"
 )
 
 // The cluster survives the loss of a partition's leader: with min.insync.replicas
