@@ -3,6 +3,7 @@
 #   PostgreSQL 5432  (trust on loopback, users postgres and root, database test)
 #   MariaDB    3306  (root without a password, database test)
 #   Kafka      9092  (Apache Kafka in KRaft mode, jars from Maven Central)
+#   RabbitMQ   5672  (guest/guest, consistent-hash exchange plugin enabled)
 #
 #   services.sh up      start what is not running (installing PostgreSQL and MariaDB
 #                       from Debian's packages when they are missing, as root)
@@ -10,7 +11,8 @@
 #   services.sh cluster start a 3-broker Kafka cluster on 19092-19094 (make kafka-cluster)
 #
 # A service that already answers on its port is left alone, and one whose address is
-# set in the environment (OUTBOX_POSTGRES_URL, OUTBOX_MYSQL_DSN, OUTBOX_KAFKA_BROKERS)
+# set in the environment (OUTBOX_POSTGRES_URL, OUTBOX_MYSQL_DSN, OUTBOX_KAFKA_BROKERS,
+# OUTBOX_AMQP_URL)
 # is not started at all. State lives in .cache/services (PIDs, logs) and .cache/kafka.
 set -euo pipefail
 
@@ -122,6 +124,21 @@ kafka_up() {
 	say "Kafka: up on 127.0.0.1:9092 (pid $(cat "$state/kafka.pid"))"
 }
 
+rabbitmq_up() {
+	if [ -n "${OUTBOX_AMQP_URL:-}" ]; then say "RabbitMQ: OUTBOX_AMQP_URL is set, not starting one"; return; fi
+	if listening 5672; then say "RabbitMQ: already running on 127.0.0.1:5672, left alone"; return; fi
+	command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+	local env=/etc/rabbitmq/rabbitmq-env.conf
+	grep -q '^NODE_IP_ADDRESS=127.0.0.1' "$env" 2>/dev/null || echo 'NODE_IP_ADDRESS=127.0.0.1' >>"$env"
+	rabbitmq-plugins enable --offline rabbitmq_consistent_hash_exchange >"$state/rabbitmq-plugins.log" 2>&1 ||
+		die "RabbitMQ: enabling the consistent-hash exchange failed (see $state/rabbitmq-plugins.log)"
+	say "RabbitMQ: starting"
+	setsid rabbitmq-server </dev/null >"$state/rabbitmq.log" 2>&1 &
+	wait_port RabbitMQ 5672 120
+	rabbitmqctl eval 'list_to_integer(os:getpid()).' 2>/dev/null | tail -n 1 >"$state/rabbitmq.pid"
+	say "RabbitMQ: up on 127.0.0.1:5672 (pid $(cat "$state/rabbitmq.pid"))"
+}
+
 cluster_up() {
 	local node=$root/scripts/kafka/node.sh base=$root/.cache/kafka/cluster id voters
 	"$node" fetch
@@ -154,7 +171,7 @@ down() {
 }
 
 case ${1:-up} in
-up) postgres_up; mariadb_up; kafka_up ;;
+up) postgres_up; mariadb_up; kafka_up; rabbitmq_up ;;
 down) down ;;
 cluster) cluster_up ;;
 *) die "usage: services.sh up | down | cluster" ;;
