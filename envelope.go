@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,11 @@ import (
 // Envelope is the JSON envelope the Python services publish and consume
 // (their EventEnvelope). Its JSON names and shapes are the wire contract: a Go
 // consumer decodes what a Python producer wrote and the other way round.
+//
+// EventTimestamp is written truncated to microseconds, the precision of
+// Python's datetime; a timestamp without an offset, as Python writes a naive
+// datetime, is read as UTC. The Python model types CorrelationID as a UUID,
+// so envelopes that Python services consume carry one.
 type Envelope[T any] struct {
 	EventID        uuid.UUID      `json:"event_id"`
 	EventType      string         `json:"event_type"`
@@ -61,4 +67,53 @@ func DecodeEnvelope[T any](payload []byte) (Envelope[T], error) {
 		return env, fmt.Errorf("outbox: decode envelope: %w", err)
 	}
 	return env, nil
+}
+
+// envelopeFields is Envelope without its JSON methods.
+type envelopeFields[T any] Envelope[T]
+
+// MarshalJSON writes the envelope with its timestamp truncated to
+// microseconds.
+func (env Envelope[T]) MarshalJSON() ([]byte, error) {
+	f := envelopeFields[T](env)
+	f.EventTimestamp = f.EventTimestamp.Truncate(time.Microsecond)
+	return json.Marshal(f)
+}
+
+// UnmarshalJSON reads an envelope; its timestamp may have an offset, "Z" or
+// none (then it is UTC).
+func (env *Envelope[T]) UnmarshalJSON(b []byte) error {
+	w := struct {
+		*envelopeFields[T]
+		EventTimestamp json.RawMessage `json:"event_timestamp"`
+	}{envelopeFields: (*envelopeFields[T])(env)}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if len(w.EventTimestamp) == 0 || bytes.Equal(w.EventTimestamp, []byte("null")) {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(w.EventTimestamp, &s); err != nil {
+		return fmt.Errorf("event_timestamp: %w", err)
+	}
+	t, err := parseTimestamp(s)
+	if err != nil {
+		return err
+	}
+	env.EventTimestamp = t
+	return nil
+}
+
+// parseTimestamp reads an RFC 3339 timestamp, or one without an offset as
+// UTC. Parsing accepts any fraction of a second.
+func parseTimestamp(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	t, err := time.ParseInLocation("2006-01-02T15:04:05", s, time.UTC)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("event_timestamp %q: want ISO 8601 with or without an offset", s)
+	}
+	return t, nil
 }

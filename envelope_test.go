@@ -67,3 +67,60 @@ func TestEnvelopeEventForPython(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, env.Data, back.Data)
 }
+
+// pydantic v2's model_dump(mode="json") writes a datetime without tzinfo with
+// no offset at all, a UTC one with "Z" and any other with its offset; the
+// fraction has 6 digits and is left out when zero. A naive timestamp is UTC.
+func TestDecodeEnvelopeTimestamps(t *testing.T) {
+	t.Parallel()
+	want := time.Date(2026, 11, 26, 10, 0, 0, 123456000, time.UTC)
+	for _, tc := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"2026-11-26T10:00:00.123456", want},
+		{"2026-11-26T10:00:00", want.Truncate(time.Second)},
+		{"2026-11-26T10:00:00.123456Z", want},
+		{"2026-11-26T10:00:00Z", want.Truncate(time.Second)},
+		{"2026-11-26T12:00:00.123456+02:00", want},
+		{"2026-11-26T04:30:00.123456-05:30", want},
+		{"2026-11-26T10:00:00.123456+00:00", want},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			payload := `{"event_id":"8f14e45f-ceea-467a-9575-a1f6a2b5c1d3","event_timestamp":"` + tc.in + `","data":{}}`
+			env, err := outbox.DecodeEnvelope[map[string]any]([]byte(payload))
+			require.NoError(t, err)
+			require.True(t, tc.want.Equal(env.EventTimestamp), "got %v", env.EventTimestamp)
+		})
+	}
+	for _, bad := range []string{`"26/11/2026"`, `"2026-11-26T10:00:00+0200x"`, `12`} {
+		_, err := outbox.DecodeEnvelope[map[string]any]([]byte(`{"event_timestamp":` + bad + `}`))
+		require.Error(t, err, bad)
+	}
+}
+
+// A Go envelope's timestamp has at most microseconds, as Python's datetime:
+// pydantic drops further digits, and datetime.fromisoformat before Python
+// 3.11 refuses them.
+func TestEnvelopeTimestampMicroseconds(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{time.Date(2026, 11, 26, 10, 0, 0, 123456789, time.UTC), "2026-11-26T10:00:00.123456Z"},
+		{time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC), "2026-11-26T10:00:00Z"},
+		{time.Date(2026, 11, 26, 12, 0, 0, 5000, time.FixedZone("", 2*3600)), "2026-11-26T12:00:00.000005+02:00"},
+	} {
+		e, err := outbox.Envelope[map[string]int]{EventType: "t.v1", EventTimestamp: tc.at, Data: map[string]int{}}.Event("t", "a", "1")
+		require.NoError(t, err)
+		var wire struct {
+			EventTimestamp string `json:"event_timestamp"`
+		}
+		require.NoError(t, json.Unmarshal(e.Payload, &wire))
+		require.Equal(t, tc.want, wire.EventTimestamp)
+		back, err := outbox.DecodeEnvelope[map[string]int](e.Payload)
+		require.NoError(t, err)
+		require.True(t, tc.at.Truncate(time.Microsecond).Equal(back.EventTimestamp))
+	}
+}
