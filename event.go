@@ -34,7 +34,7 @@ type Event struct {
 	// Payload is the message value, valid JSON, usually the envelope JSON.
 	Payload json.RawMessage
 	// Headers travel with the message (trace context, correlation ID, other
-	// metadata). Names in [ReservedHeaders] are set by the relay and rejected
+	// metadata). [HeaderMessageUUID] is set by the relay and rejected
 	// here.
 	Headers map[string]string
 }

@@ -21,6 +21,6 @@ const (
 	HeaderTracestate  = "tracestate"
 )
 
-// ReservedHeaders are set by the relay from the row and may not be set by a
+// reservedHeaders are set by the relay from the row and may not be set by a
 // writer: a writer's value would contradict the event ID.
-var ReservedHeaders = []string{HeaderMessageUUID}
+var reservedHeaders = []string{HeaderMessageUUID}

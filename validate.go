@@ -85,7 +85,7 @@ func (e *Event) validate(limits Limits) *ValidationError {
 	}
 	headerBytes := 0
 	for name, value := range e.Headers {
-		if slices.Contains(ReservedHeaders, name) {
+		if slices.Contains(reservedHeaders, name) {
 			return bad(ErrReservedHeader, "%q is set by the relay", name)
 		}
 		if name == "" || strings.ContainsRune(name, 0) || strings.ContainsRune(value, 0) {

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/internal/wire"
 	"github.com/outboxkit/outbox/store"
 )
 
@@ -100,7 +101,7 @@ func (r *Relay) messages(recs []store.Record) (map[string][]relayed, []string) {
 	topics := map[string][]relayed{}
 	var order []string
 	for i := range recs {
-		m := relayed{Message: NewMessage(&recs[i]), reclaimed: recs[i].Reclaimed}
+		m := relayed{Message: wire.Message(&recs[i]), reclaimed: recs[i].Reclaimed}
 		if _, ok := topics[m.Topic]; !ok {
 			order = append(order, m.Topic)
 		}

@@ -118,6 +118,15 @@ type Stats struct {
 	Parked int64
 }
 
+// Waker is an optional interface of a [Store]: a store that knows when events
+// were written (by this process, or through a database notification) offers
+// wake-ups, so a relay publishes without waiting for its next poll.
+type Waker interface {
+	// Subscribe returns a channel that receives a value after events were
+	// written, and a function that ends the subscription.
+	Subscribe() (<-chan struct{}, func())
+}
+
 // MaxErrorBytes bounds last_error: stores truncate longer messages.
 const MaxErrorBytes = 4096
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker/kafka"
-	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/internal/wire"
 	"github.com/outboxkit/outbox/store"
 )
 
@@ -26,7 +26,7 @@ func TestAudit(t *testing.T) {
 			t.Helper()
 			msgs := make([]*outbox.Message, len(recs))
 			for i := range recs {
-				msgs[i] = relay.NewMessage(&recs[i])
+				msgs[i] = wire.Message(&recs[i])
 			}
 			for _, err := range pub.Publish(context.Background(), msgs) {
 				require.NoError(t, err)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker/kafka"
-	"github.com/outboxkit/outbox/relay"
+	"github.com/outboxkit/outbox/internal/wire"
 	"github.com/outboxkit/outbox/store"
 )
 
@@ -186,7 +186,7 @@ func (rp *replayer) publish(ctx context.Context, rows []store.Row) error {
 // message builds the relay's message for r, so that a replay has the wire
 // format of the original, plus the provenance headers.
 func (rp *replayer) message(r *store.Row) *outbox.Message {
-	m := relay.NewMessage(&r.Record)
+	m := wire.Message(&r.Record)
 	m.Headers[headerReplayID] = rp.id.String()
 	m.Headers[headerOriginalPublishedAt] = r.PublishedAt.UTC().Format(time.RFC3339Nano)
 	if rp.toTopic != "" {

@@ -41,6 +41,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/internal/wakeup"
 	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/store"
 )
@@ -65,7 +66,7 @@ type Store struct {
 	// lockName is the GET_LOCK name that serializes claims on the table.
 	lockName string
 	sql      statements
-	store.Wakeups
+	wake     wakeup.Broadcaster
 }
 
 var _ store.Store = (*Store)(nil)
@@ -104,3 +105,7 @@ func (s *Store) Table() string { return s.table }
 
 // DB returns the database the store was created with.
 func (s *Store) DB() *sql.DB { return s.db }
+
+// Subscribe implements store.Waker: a relay in this process is woken after
+// AddTx wrote events.
+func (s *Store) Subscribe() (<-chan struct{}, func()) { return s.wake.Subscribe() }

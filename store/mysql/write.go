@@ -46,7 +46,7 @@ func (s *Store) AddTx(ctx context.Context, tx *sql.Tx, events ...outbox.Event) (
 	} else if err := s.insertChunks(ctx, tx, args); err != nil {
 		return err
 	}
-	s.Wake()
+	s.wake.Wake()
 	return nil
 }
 

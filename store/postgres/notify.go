@@ -29,7 +29,7 @@ type listener struct {
 // Subscribe implements store.Waker. With Notify on, the first subscriber
 // starts the listener and the last one to leave stops it.
 func (s *Store) Subscribe() (<-chan struct{}, func()) {
-	ch, unsubscribe := s.Wakeups.Subscribe()
+	ch, unsubscribe := s.wake.Subscribe()
 	if s.listener.channel == "" {
 		return ch, unsubscribe
 	}
@@ -83,11 +83,11 @@ func (s *Store) listenOnce(ctx context.Context) bool {
 	if _, err := conn.Exec(ctx, "LISTEN "+s.listener.channel); err != nil {
 		return false
 	}
-	s.Wake()
+	s.wake.Wake()
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return true
 		}
-		s.Wake()
+		s.wake.Wake()
 	}
 }

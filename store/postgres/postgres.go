@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/internal/wakeup"
 	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/store"
 )
@@ -49,13 +50,13 @@ type Config struct {
 
 // Store is the PostgreSQL outbox store. It is safe for concurrent use.
 type Store struct {
-	pool    *pgxpool.Pool
-	table   string
-	limits  outbox.Limits
-	tracer  outbox.WriteTracer
-	lockKey int64
-	sql     statements
-	store.Wakeups
+	pool     *pgxpool.Pool
+	table    string
+	limits   outbox.Limits
+	tracer   outbox.WriteTracer
+	lockKey  int64
+	sql      statements
+	wake     wakeup.Broadcaster
 	listener listener
 }
 

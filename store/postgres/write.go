@@ -35,7 +35,7 @@ func (s *Store) AddTx(ctx context.Context, tx pgx.Tx, events ...outbox.Event) (e
 	if _, err := tx.Exec(ctx, query, args...); err != nil {
 		return fmt.Errorf("outbox: insert: %w", err)
 	}
-	s.Wake()
+	s.wake.Wake()
 	return nil
 }
 
@@ -69,7 +69,7 @@ func (s *Store) Queue(ctx context.Context, b *pgx.Batch, events ...outbox.Event)
 		return err
 	}
 	b.Queue(query, args...)
-	s.Wake()
+	s.wake.Wake()
 	return nil
 }
 

@@ -1,4 +1,7 @@
-package relay
+// Package wire turns a claimed outbox row into the message that carries it to
+// a broker, in the wire format the Python services and Watermill consumers
+// read. The relay and the operator CLI (replay) share it.
+package wire
 
 import (
 	"encoding/json"
@@ -8,13 +11,12 @@ import (
 	"github.com/outboxkit/outbox/store"
 )
 
-// NewMessage returns the message that carries rec to the broker, in the wire
-// format the Python services and Watermill consumers read: value = payload,
+// Message returns the message that carries rec to the broker: value = payload,
 // key = event key, headers = the stored headers plus HeaderMessageUUID (the
 // event ID), HeaderEventType, HeaderAggregateType, HeaderAggregateID and
 // HeaderCorrelationID (for rows from older writers, taken from the
 // envelope's correlation_id).
-func NewMessage(rec *store.Record) *outbox.Message {
+func Message(rec *store.Record) *outbox.Message {
 	h := make(map[string]string, len(rec.Headers)+5)
 	maps.Copy(h, rec.Headers)
 	h[outbox.HeaderMessageUUID] = rec.ID.String()
