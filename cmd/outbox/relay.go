@@ -70,7 +70,8 @@ var relayCommand = &command{
 				// scrape sees the final counts.
 				defer stop()
 			}
-			logger.Info("relay starting", "table", *db.table, "brokers", *brokers)
+			b := readBuild()
+			logger.Info("relay starting", "version", b.version, "revision", b.revision, "table", *db.table, "brokers", *brokers)
 
 			d, pub, err := connect(ctx, db, *brokers, ready, logger)
 			if err != nil {
