@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -32,6 +33,8 @@ const connectTimeout = 10 * time.Second
 // dbOptions are the flags of every command that uses the database.
 type dbOptions struct {
 	dsn, table *string
+	// logger, if set, receives what the database driver logs on its own.
+	logger *slog.Logger
 }
 
 func dbFlags(fs *flag.FlagSet) dbOptions {
@@ -136,6 +139,9 @@ func (o dbOptions) open(ctx context.Context) (*database, error) {
 		}
 		if cfg.Timeout == 0 {
 			cfg.Timeout = connectTimeout
+		}
+		if o.logger != nil {
+			cfg.Logger = mysqlLogger{o.logger.With("logger", "mysql")}
 		}
 		conn, err := gomysql.NewConnector(cfg)
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/go-logr/logr"
-	gomysql "github.com/go-sql-driver/mysql"
 	"go.opentelemetry.io/otel"
 )
 
@@ -27,23 +26,20 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, usagef("--log-format %q: want text or json", format)
 }
 
-// routeLibraryLogs sends what libraries log on their own through logger, so
-// that every line has the format of --log-format: the OpenTelemetry error
-// handler (a failed metrics collection, such as the table's Stats query) and
-// internal logger, the MySQL driver's logger (a connection the server
-// closed), and the standard log package. It sets process-wide state: call it
-// before opening the database, whose MySQL configuration takes the driver's
-// logger when it is parsed.
-func routeLibraryLogs(logger *slog.Logger) {
-	slog.SetDefault(logger)
-	otelLog := logger.With("logger", "opentelemetry")
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { otelLog.Error("opentelemetry error", "err", err) }))
-	otel.SetLogger(logr.FromSlogHandler(otelLog.Handler()))
-	_ = gomysql.SetLogger(mysqlLogger{logger.With("logger", "mysql")})
+// routeOTelLogs sends what the OpenTelemetry SDK logs through logger, so
+// that every line has the format of --log-format: its error handler (a
+// failed metrics collection, such as the table's Stats query) and its
+// internal logger. Both are process-wide.
+func routeOTelLogs(logger *slog.Logger) {
+	l := logger.With("logger", "opentelemetry")
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { l.Error("opentelemetry error", "err", err) }))
+	otel.SetLogger(logr.FromSlogHandler(l.Handler()))
 }
 
 // mysqlLogger is the MySQL driver's logger on slog. The driver logs errors
-// that it also returns, or after which it drops the connection.
+// that it also returns, or after which it drops the connection (a connection
+// the server closed); set per connector, it replaces the driver's default,
+// which writes plain text to stderr.
 type mysqlLogger struct{ l *slog.Logger }
 
 func (m mysqlLogger) Print(v ...any) { m.l.Warn(strings.TrimSpace(fmt.Sprint(v...))) }

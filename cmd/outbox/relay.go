@@ -43,7 +43,8 @@ var relayCommand = &command{
 			if err != nil {
 				return err
 			}
-			routeLibraryLogs(logger)
+			routeOTelLogs(logger)
+			db.logger = logger
 			cfg := relay.Config{
 				Owner: *owner, BatchSize: *batch, PollInterval: *poll, Lease: *lease, MaxRetries: *maxRetries,
 				Retention: time.Duration(retention), ShutdownTimeout: *shutdown, Logger: logger,
