@@ -65,6 +65,7 @@ func TestRelayWaitsForDependencies(t *testing.T) {
 			require.True(t, logged(lines, dep+" unreachable; retrying", "connection refused"), "%s outage logged:\n%s", dep, p.stderr)
 			require.True(t, logged(lines, dep+" connected", ""), "%s connected logged", dep)
 		}
+		require.True(t, logged(lines, "relay: published", ""), "a debug line per published batch")
 	})
 }
 
