@@ -65,19 +65,20 @@ func (r *Relay) publishBatch(ctx, work context.Context, claim store.Claim, claim
 				o.delayed = append(o.delayed, m.ID)
 			}
 		default:
-			var unreachable bool
+			var unreachable error
 			o, unreachable = r.publish(work, msgs, o)
 			r.duplicates.Add(int64(o.dups - reclaimed))
-			if unreachable {
-				r.breakerTrips++
-				pause = backoff(r.cfg.ErrorRetryInterval, min(maxPause, r.cfg.MaxBackoff), r.breakerTrips)
-				r.cfg.Logger.Warn("relay: broker unreachable, events released", "topic", topic, "count", len(msgs), "retry_in", pause)
+			if unreachable != nil {
+				pause = r.brokerDown(topic, len(msgs), unreachable)
 			} else {
-				r.breakerTrips = 0
+				r.brokerUp()
 			}
 		}
 		o.lags = o.lagsFrom(msgs, claim.Now, claimedAt)
 		settlements = append(settlements, settlement{claim.Token, topic, len(msgs), o, pause})
+	}
+	if pause > 0 {
+		r.outage.count(settlements)
 	}
 	return settlements, pause
 }
@@ -110,10 +111,10 @@ func (r *Relay) messages(recs []store.Record) (map[string][]relayed, []string) {
 	return topics, order
 }
 
-// publish sends the messages of one topic and classifies each outcome. It
-// reports unreachable when no message went out and at least one failed
-// because the broker could not be reached.
-func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (outcome, bool) {
+// publish sends the messages of one topic and classifies each outcome. When
+// no message went out and at least one failed because the broker could not
+// be reached, it returns that failure as unreachable.
+func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (_ outcome, unreachable error) {
 	out := make([]*outbox.Message, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.Message
@@ -126,8 +127,9 @@ func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (outcom
 	}
 	start := time.Now()
 	errs := r.pub.Publish(pubCtx, out)
+	elapsed := time.Since(start)
 	if r.cfg.Tracer != nil {
-		r.cfg.Tracer.TracePublishEnd(pubCtx, outbox.TracePublishEndData{Topic: topic, Messages: out, Errs: errs, Duration: time.Since(start)})
+		r.cfg.Tracer.TracePublishEnd(pubCtx, outbox.TracePublishEndData{Topic: topic, Messages: out, Errs: errs, Duration: elapsed})
 	}
 	if errs != nil && len(errs) != len(msgs) {
 		// A publisher that breaks the contract: nothing is known to be sent.
@@ -176,7 +178,16 @@ func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (outcom
 			}
 		}
 	}
-	return o, allUnreachable
+	if allUnreachable {
+		for _, err := range errs {
+			if err != nil && !errors.Is(err, outbox.ErrSkipped) {
+				return o, err
+			}
+		}
+		return o, pubCtx.Err()
+	}
+	r.cfg.Logger.Debug("relay: published", "topic", topic, "count", len(o.published), "failed", len(o.failures), "duration", elapsed)
+	return o, nil
 }
 
 // uncertain reports whether a failed message may have reached the broker

@@ -45,9 +45,9 @@ type Relay struct {
 	pub     broker.Publisher
 	cfg     Config
 	running atomic.Bool
-	// breakerTrips counts consecutive batches that found the broker
-	// unreachable; only the Run goroutine touches it.
-	breakerTrips int
+	// outage is the broker outage in progress; only the Run goroutine
+	// touches it.
+	outage outage
 
 	published, failed, released, parked, duplicates atomic.Int64
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -30,6 +33,8 @@ const connectTimeout = 10 * time.Second
 // dbOptions are the flags of every command that uses the database.
 type dbOptions struct {
 	dsn, table *string
+	// logger, if set, receives what the database driver logs on its own.
+	logger *slog.Logger
 }
 
 func dbFlags(fs *flag.FlagSet) dbOptions {
@@ -55,9 +60,24 @@ type database struct {
 	sql   *sql.DB
 	store adminStore
 	close func()
+	// pingPooled pings over a pooled connection, pingNew over a connection
+	// of its own.
+	pingPooled, pingNew func(context.Context) error
 }
 
 func (d *database) Close() { d.close() }
+
+// ping checks that the database answers. A pooled connection that the
+// server closed (a restart, pg_terminate_backend, KILL CONNECTION) fails one
+// ping before the pool drops it, so a failed pooled ping is tried again on a
+// new connection: one stale connection must not make a database that answers
+// look down.
+func (d *database) ping(ctx context.Context) error {
+	if d.pingPooled(ctx) == nil {
+		return nil
+	}
+	return d.pingNew(ctx)
+}
 
 // open connects to the database of o.dsn. It checks the connection but not
 // the table; see openStore.
@@ -91,6 +111,15 @@ func (o dbOptions) open(ctx context.Context) (*database, error) {
 		}
 		d.sql = stdlib.OpenDBFromPool(pool)
 		d.close = func() { d.sql.Close(); pool.Close() }
+		d.pingPooled = pool.Ping
+		d.pingNew = func(ctx context.Context) error {
+			conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(ctx)
+			return conn.Ping(ctx)
+		}
 		st, err = postgres.New(pool, postgres.Config{Table: d.table})
 		if err != nil {
 			d.close()
@@ -111,12 +140,27 @@ func (o dbOptions) open(ctx context.Context) (*database, error) {
 		if cfg.Timeout == 0 {
 			cfg.Timeout = connectTimeout
 		}
+		if o.logger != nil {
+			cfg.Logger = mysqlLogger{o.logger.With("logger", "mysql")}
+		}
 		conn, err := gomysql.NewConnector(cfg)
 		if err != nil {
 			return nil, usagef("--dsn: %v", err)
 		}
 		d.sql = sql.OpenDB(conn)
 		d.close = func() { d.sql.Close() }
+		d.pingPooled = d.sql.PingContext
+		d.pingNew = func(ctx context.Context) error {
+			c, err := conn.Connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if p, ok := c.(driver.Pinger); ok {
+				return p.Ping(ctx)
+			}
+			return nil // connecting was the check
+		}
 		if err := d.sql.PingContext(ctx); err != nil {
 			d.close()
 			return nil, fmt.Errorf("mysql: %w", err)

@@ -5,6 +5,7 @@
 //
 //	outbox <command> [subcommand] [flags] [args]
 //	outbox help [command [subcommand]]
+//	outbox --version
 //
 // Every command takes --help. Flags may come before or after the arguments.
 // Flags marked [$OUTBOX_...] in the help may be set by that environment
@@ -91,6 +92,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr, "outbox", commands)
 		return 2
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		fmt.Fprint(stdout, readBuild())
+		return 0
 	}
 	if isHelp(args[0]) {
 		if len(args) < 2 {
@@ -240,5 +245,6 @@ Databases (--dsn, or $OUTBOX_DSN):
   mysql://user:pass@host:3306/db                      MySQL/MariaDB as a URL
 
 Flags marked [$OUTBOX_...] may be set by that environment variable; the command line wins.
+'outbox --version' prints the module version and the VCS revision the binary was built from.
 Exit codes: 0 ok, 1 failed, 2 usage error, 3 audit found missing or out-of-order events.
 `

@@ -6,17 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/outboxkit/outbox/broker/kafka"
 	outboxotel "github.com/outboxkit/outbox/otel"
 	"github.com/outboxkit/outbox/relay"
 )
@@ -24,7 +23,7 @@ import (
 var relayCommand = &command{
 	name: "relay",
 	summary: "run a relay that publishes the table's events to Kafka until SIGTERM or SIGINT, " +
-		"with Prometheus metrics and /healthz",
+		"with Prometheus metrics, /healthz and /readyz; waits for the database and the broker",
 	setup: func(fs *flag.FlagSet) func(context.Context, *invocation) error {
 		db := dbFlags(fs)
 		brokers := brokersFlag(fs)
@@ -36,24 +35,16 @@ var relayCommand = &command{
 		retention := duration(7 * 24 * time.Hour)
 		fs.Var(&retention, "retention", "delete published events older than this (90m, 36h, 7d); 0 keeps them [$OUTBOX_RETENTION]")
 		shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "how long a stop may take to finish the batch in flight [$OUTBOX_SHUTDOWN_TIMEOUT]")
-		metricsAddr := fs.String("metrics-addr", ":9464", "address of /metrics and /healthz; empty disables them [$OUTBOX_METRICS_ADDR]")
+		metricsAddr := fs.String("metrics-addr", ":9464", "address of /metrics, /healthz and /readyz; empty disables them [$OUTBOX_METRICS_ADDR]")
 		logLevel := fs.String("log-level", "info", "debug, info, warn or error [$OUTBOX_LOG_LEVEL]")
 		logFormat := fs.String("log-format", "text", "text or json [$OUTBOX_LOG_FORMAT]")
 		return func(ctx context.Context, inv *invocation) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-				return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+			logger, err := newLogger(inv.stderr, *logLevel, *logFormat)
+			if err != nil {
+				return err
 			}
-			opts := &slog.HandlerOptions{Level: level}
-			var logger *slog.Logger
-			switch *logFormat {
-			case "text":
-				logger = slog.New(slog.NewTextHandler(inv.stderr, opts))
-			case "json":
-				logger = slog.New(slog.NewJSONHandler(inv.stderr, opts))
-			default:
-				return usagef("--log-format %q: want text or json", *logFormat)
-			}
+			routeOTelLogs(logger)
+			db.logger = logger
 			cfg := relay.Config{
 				Owner: *owner, BatchSize: *batch, PollInterval: *poll, Lease: *lease, MaxRetries: *maxRetries,
 				Retention: time.Duration(retention), ShutdownTimeout: *shutdown, Logger: logger,
@@ -61,16 +52,6 @@ var relayCommand = &command{
 			if retention == 0 {
 				cfg.Retention = -1
 			}
-			d, err := db.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
-			pub, err := newPublisher(*brokers)
-			if err != nil {
-				return err
-			}
-			defer pub.Close()
 
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -80,64 +61,110 @@ var relayCommand = &command{
 			}
 			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
 			defer mp.Shutdown(context.WithoutCancel(ctx))
+			ready := newReadiness(depDatabase, depBroker)
+			if *metricsAddr != "" {
+				stop, err := serveHTTP(*metricsAddr, reg, ready, logger)
+				if err != nil {
+					return err
+				}
+				// Served until the relay has stopped, so that the last
+				// scrape sees the final counts.
+				defer stop()
+			}
+			b := readBuild()
+			logger.Info("relay starting", "version", b.version, "revision", b.revision, "table", *db.table, "brokers", *brokers)
+
+			d, pub, err := connect(ctx, db, *brokers, ready, logger)
+			if err != nil {
+				return err
+			}
+			if d == nil {
+				logger.Info("relay stopped before it connected")
+				return nil
+			}
+			defer d.Close()
+			defer pub.Close()
+
 			cfg.Tracer = outboxotel.NewRelayTracer(outboxotel.WithMeterProvider(mp), outboxotel.WithLogger(logger))
 			unregister, err := outboxotel.RegisterStoreMetrics(d.store, outboxotel.WithMeterProvider(mp))
 			if err != nil {
 				return err
 			}
 			defer unregister()
-
 			r, err := relay.New(d.store, pub, cfg)
 			if err != nil {
 				return usageError(err.Error())
 			}
-			if *metricsAddr != "" {
-				stop, err := serveMetrics(*metricsAddr, reg, d, logger)
-				if err != nil {
-					return err
-				}
-				// Served until the relay has stopped, so that the last
-				// scrape sees the final counts and health turns false only
-				// when the process goes.
-				defer stop()
-			}
-			logger.Info("relay starting", "table", d.table, "dialect", d.dialect.Name(), "brokers", *brokers)
 			return r.Run(ctx)
 		}
 	},
 }
 
-// serveMetrics serves /metrics and /healthz on addr. /healthz answers 200
-// while the database answers a ping, 503 otherwise: the relay itself retries
-// store and broker errors and never dies of them, so what an orchestrator
-// can act on is a database the process cannot reach.
-func serveMetrics(addr string, reg *prometheus.Registry, d *database, logger *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, req *http.Request) {
-		ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
-		defer cancel()
-		if err := d.sql.PingContext(ctx); err != nil {
-			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
-			return
+// The dependencies that /readyz reports.
+const (
+	depDatabase = "database"
+	depBroker   = "broker"
+)
+
+// connect opens the database and the publisher, each retried with backoff
+// until it succeeds, so that a relay started before them, or during a
+// restart, waits instead of exiting. Each failure is logged with its reason
+// and shown by /readyz; once connected, /readyz probes them. It returns
+// nothing and no error when ctx is done first, and stops at a usage error.
+func connect(ctx context.Context, db dbOptions, brokers string, ready *readiness, logger *slog.Logger) (*database, *kafka.Publisher, error) {
+	var d *database
+	var pub *kafka.Publisher
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		d, err = retryConnect(gctx, depDatabase, ready, logger, func() (*database, error) { return db.openStore(gctx) })
+		if err == nil {
+			ready.connected(depDatabase, d.ping)
 		}
-		fmt.Fprintln(w, "ok")
+		return err
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("metrics server", "err", err)
+	g.Go(func() (err error) {
+		pub, err = retryConnect(gctx, depBroker, ready, logger, func() (*kafka.Publisher, error) { return newPublisher(brokers) })
+		if err == nil {
+			var probe func(context.Context) error
+			if p, ok := any(pub).(pinger); ok {
+				probe = p.Ping
+			}
+			ready.connected(depBroker, probe)
 		}
-	}()
-	url := "http://" + strings.Replace(ln.Addr().String(), "[::]", "localhost", 1)
-	logger.Info("serving metrics and health", "metrics", url+"/metrics", "healthz", url+"/healthz")
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		if d != nil {
+			d.Close()
+		}
+		if pub != nil {
+			_ = pub.Close()
+		}
+		if ctx.Err() != nil {
+			return nil, nil, nil
+		}
+		return nil, nil, err
+	}
+	return d, pub, nil
+}
+
+// retryConnect calls open until it succeeds, ctx is done, or it returns a
+// usage error. It waits 0.5s after the first failure, doubling up to 5s.
+func retryConnect[T any](ctx context.Context, name string, ready *readiness, logger *slog.Logger, open func() (T, error)) (T, error) {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.Multiplier, b.MaxInterval, b.RandomizationFactor = 500*time.Millisecond, 2, 5*time.Second, 0.2
+	return backoff.Retry(ctx, func() (T, error) {
+		v, err := open()
+		if err == nil {
+			logger.Info(name + " connected")
+			return v, nil
+		}
+		if ue := usageError(""); errors.As(err, &ue) {
+			return v, backoff.Permanent(err)
+		}
+		ready.failed(name, err)
+		return v, err
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, next time.Duration) {
+		logger.Warn(name+" unreachable; retrying", "err", err, "retry_in", next.Round(time.Millisecond))
+	}))
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
@@ -28,13 +29,20 @@ type relayProcess struct {
 
 func startRelay(t *testing.T, f *fixture, brokers string) *relayProcess {
 	t.Helper()
-	p := &relayProcess{stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	// A short lease: a claim that commits just as SIGTERM cancels it
 	// stays leased by the stopped relay until the lease expires (seen in
 	// about one run in four), and holds its key until then.
-	p.cmd = exec.Command(os.Args[0], "relay", "--brokers", brokers, "--metrics-addr", "127.0.0.1:0",
-		"--poll", "20ms", "--batch", "50", "--lease", "3s", "--log-level", "debug")
-	p.cmd.Env = append(os.Environ(), childEnv+"=1", "OUTBOX_DSN="+f.dsn, "OUTBOX_TABLE="+f.table)
+	return startRelayAt(t, f.dsn, f.table, "--brokers", brokers, "--poll", "20ms", "--batch", "50", "--lease", "3s")
+}
+
+// startRelayAt starts 'outbox relay' on the table of dsn with args, metrics
+// on a free port and debug logs.
+func startRelayAt(t *testing.T, dsn, table string, args ...string) *relayProcess {
+	t.Helper()
+	p := &relayProcess{stderr: &testenv.Buffer{}, done: make(chan struct{})}
+	args = append([]string{"relay", "--metrics-addr", "127.0.0.1:0", "--log-level", "debug"}, args...)
+	p.cmd = exec.Command(os.Args[0], args...)
+	p.cmd.Env = append(os.Environ(), childEnv+"=1", "OUTBOX_DSN="+dsn, "OUTBOX_TABLE="+table)
 	p.cmd.Stdout, p.cmd.Stderr = io.Discard, p.stderr
 	require.NoError(t, p.cmd.Start())
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
@@ -43,6 +51,26 @@ func startRelay(t *testing.T, f *fixture, brokers string) *relayProcess {
 		<-p.done
 	})
 	return p
+}
+
+// baseURL waits for the relay to serve its metrics and health endpoints and
+// returns their base URL.
+func (p *relayProcess) baseURL(t *testing.T) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if m := metricsURL.FindStringSubmatch(p.stderr.String()); m != nil {
+			return m[1]
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("relay exited with %v:\n%s", p.cmd.ProcessState, p.stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay did not serve within 20s:\n%s", p.stderr)
+		}
+	}
 }
 
 // stop sends SIGTERM and waits for a clean exit.
@@ -58,15 +86,36 @@ func (p *relayProcess) stop(t *testing.T) {
 	require.Contains(t, p.stderr.String(), "relay stopped")
 }
 
-var metricsURL = regexp.MustCompile(`metrics=(http://127\.0\.0\.1:\d+)/metrics`)
+// metricsURL finds the metrics address in the log, text or JSON.
+var metricsURL = regexp.MustCompile(`metrics"?[=:]"?(http://127\.0\.0\.1:\d+)/metrics`)
+
+// waitReady waits until the relay's /readyz answers 200.
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		code, body := fetch(base + "/readyz")
+		assert.Equal(c, http.StatusOK, code, body)
+	}, 30*time.Second, 20*time.Millisecond)
+}
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
+	code, body := fetch(url)
+	require.NotZero(t, code, body)
+	return code, body
+}
+
+// fetch GETs url and returns the status and body, or 0 and the error.
+func fetch(url string) (int, string) {
 	resp, err := http.Get(url)
-	require.NoError(t, err)
+	if err != nil {
+		return 0, err.Error()
+	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
+	if err != nil {
+		return 0, err.Error()
+	}
 	return resp.StatusCode, string(body)
 }
 
@@ -83,16 +132,8 @@ func TestRelaySIGTERM(t *testing.T) {
 	const topic, keys, total = "orders", 10, 600
 
 	first := startRelay(t, f, b.Addr())
-	var base string
-	require.Eventually(t, func() bool {
-		m := metricsURL.FindStringSubmatch(first.stderr.String())
-		if m != nil {
-			base = m[1]
-		}
-		return m != nil
-	}, 20*time.Second, 20*time.Millisecond, "relay did not start:\n%s", first.stderr)
-	code, body := get(t, base+"/healthz")
-	require.Equal(t, http.StatusOK, code, body)
+	base := first.baseURL(t)
+	waitReady(t, base)
 
 	var written []outbox.Event
 	var wg sync.WaitGroup
@@ -105,7 +146,7 @@ func TestRelaySIGTERM(t *testing.T) {
 		}
 	})
 	time.Sleep(700 * time.Millisecond)
-	code, body = get(t, base+"/metrics")
+	code, body := get(t, base+"/metrics")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "outbox_table_pending")
 	require.Regexp(t, `outbox_relay_published_total\{.*messaging_destination_name="orders".*\} [1-9]`, body)
