@@ -97,7 +97,7 @@ WHERE id = ANY($1) AND lease_token = $2`),
 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bool[]) AS f(id, err, delay_us, park)
 WHERE t.id = f.id AND t.lease_token = $5`),
 		release: r.Replace(`UPDATE {t} SET lease_owner = NULL, lease_token = NULL, lease_until = NULL,
-	next_attempt_at = CASE WHEN $3 > 0 THEN now() + $3 * interval '1 microsecond' ELSE next_attempt_at END
+	next_attempt_at = CASE WHEN $3::bigint > 0 THEN now() + $3 * interval '1 microsecond' ELSE next_attempt_at END
 WHERE id = ANY($1) AND lease_token = $2`),
 		// ARRAY(...) makes the chunk's rows primary-key lookups; with IN the
 		// planner may hash-join against a scan of the whole table.
