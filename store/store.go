@@ -44,9 +44,9 @@ type Store interface {
 	// Release clears the lease of the events without counting an attempt;
 	// they are pending again after delay. Fenced by token.
 	Release(ctx context.Context, token uuid.UUID, ids []uuid.UUID, delay time.Duration) error
-	// DeletePublished deletes at most limit events published more than
-	// olderThan ago and returns how many it deleted. It never deletes
-	// pending or parked events.
+	// DeletePublished deletes at most limit settled events, published or
+	// skipped (see [Admin.SkipParked]) more than olderThan ago, and returns
+	// how many it deleted. It never deletes pending or parked events.
 	DeletePublished(ctx context.Context, olderThan time.Duration, limit int) (int, error)
 	// Stats reports the table's backlog.
 	Stats(ctx context.Context) (Stats, error)

@@ -189,10 +189,10 @@ WHERE lease_token = ? AND id IN ({ids})`),
 		// deletePublished deletes them by primary key (MySQL cannot delete
 		// from a table it reads in a subquery), checking them again.
 		expired: r.Replace(`SELECT id FROM {t}
-WHERE published_at IS NOT NULL AND parked_at IS NULL AND published_at < NOW(6) - INTERVAL ? MICROSECOND
+WHERE published_at IS NOT NULL AND published_at < NOW(6) - INTERVAL ? MICROSECOND
 ORDER BY published_at LIMIT ?`),
 		deletePublished: r.Replace(`DELETE t FROM {t} t FORCE INDEX (PRIMARY)
-WHERE t.published_at IS NOT NULL AND t.parked_at IS NULL AND t.published_at < NOW(6) - INTERVAL ? MICROSECOND
+WHERE t.published_at IS NOT NULL AND t.published_at < NOW(6) - INTERVAL ? MICROSECOND
 	AND t.id IN ({ids})`),
 		stats: r.Replace(`SELECT
 	(SELECT COUNT(*) FROM {t} WHERE {pending}),

@@ -103,7 +103,7 @@ WHERE id = ANY($1) AND lease_token = $2`),
 		// planner may hash-join against a scan of the whole table.
 		deletePublished: r.Replace(`DELETE FROM {t} WHERE id = ANY(ARRAY(
 	SELECT id FROM {t}
-	WHERE published_at IS NOT NULL AND parked_at IS NULL AND published_at < now() - $1 * interval '1 microsecond'
+	WHERE published_at IS NOT NULL AND published_at < now() - $1 * interval '1 microsecond'
 	ORDER BY published_at LIMIT $2))`),
 		stats: r.Replace(`SELECT
 	(SELECT count(*) FROM {t} WHERE {pending}),

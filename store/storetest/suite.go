@@ -423,6 +423,8 @@ func testRelease(t *testing.T, h Harness) {
 	require.Equal(t, []uuid.UUID{b.ID}, recIDs(claim(t, h, 10, lease).Records))
 }
 
+// The janitor deletes settled events past the retention, published or
+// skipped, in bounded chunks, and never pending or parked ones.
 func testCleanup(t *testing.T, h Harness) {
 	ctx := ctxT(t)
 	var published []outbox.Event
@@ -431,10 +433,14 @@ func testCleanup(t *testing.T, h Harness) {
 	}
 	write(t, h, published...)
 	require.Len(t, claimAll(t, h), 5)
-	parked, pending := ev("x"), ev("y")
-	write(t, h, parked)
+	parked, skipped, pending := ev("x"), ev("s"), ev("y")
+	write(t, h, parked, skipped)
 	c := claim(t, h, 10, lease)
-	require.NoError(t, h.Store.Fail(ctx, c.Token, []store.Failure{{ID: parked.ID, Err: "poison", Park: true}}))
+	require.NoError(t, h.Store.Fail(ctx, c.Token, []store.Failure{
+		{ID: parked.ID, Err: "poison", Park: true}, {ID: skipped.ID, Err: "poison", Park: true}}))
+	admin, ok := h.Store.(store.Admin)
+	require.True(t, ok, "the store implements store.Admin")
+	require.NoError(t, admin.SkipParked(ctx, skipped.ID, store.Action{Actor: "test", Reason: "cleanup"}))
 	write(t, h, pending)
 
 	n, err := h.Store.DeletePublished(ctx, time.Hour, 100)
@@ -446,7 +452,9 @@ func testCleanup(t *testing.T, h Harness) {
 	require.Equal(t, 2, n, "bounded chunk")
 	n, err = h.Store.DeletePublished(ctx, time.Hour, 100)
 	require.NoError(t, err)
-	require.Equal(t, 3, n)
+	require.Equal(t, 4, n, "the other published events and the skipped one")
+	_, err = admin.GetEvent(ctx, skipped.ID)
+	require.ErrorIs(t, err, store.ErrNotFound, "a skipped event is settled: the retention applies to it")
 	st, err := h.Store.Stats(ctx)
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.Pending)
