@@ -22,9 +22,9 @@ type Store interface {
 	// Claim leases up to p.Limit pending events in seq order and returns them.
 	// An event is pending when it is neither published nor parked, its lease
 	// (if any) has expired and its backoff (if any) has passed. An event is
-	// never claimed while an earlier event with the same key is pending and
-	// leased, waiting for its backoff, or parked: that is what keeps per-key
-	// order with several relays. Claims are serialized between relays and
+	// never claimed while an earlier event with the same key, on any topic,
+	// is pending and leased, waiting for its backoff, or parked: that is what
+	// keeps per-key order with several relays. Claims are serialized between relays and
 	// hold no transaction open after they return.
 	//
 	// A claim reads O(Limit) rows, not the backlog: it may return fewer

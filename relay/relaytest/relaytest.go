@@ -41,6 +41,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) storetest.Harness) {
 		{"RollbackNeverPublished", testRollbackNeverPublished},
 		{"WritersNeverAborted", testWritersNeverAborted},
 		{"ThreeRelaysPerKeyOrder", testThreeRelays},
+		{"PerKeyOrderAcrossTopics", testAcrossTopics},
 		{"PoisonEventParked", testPoisonParked},
 		{"BrokerOutageBurnsNoAttempts", testOutage},
 		{"InProcessWake", testWake},
@@ -284,6 +285,60 @@ func testThreeRelays(t *testing.T, h storetest.Harness) {
 	require.Equal(t, keys*rounds, report.Committed)
 	require.Greater(t, failed, int64(0), "failures were injected")
 	require.Zero(t, count(t, h, "parked_at IS NOT NULL"))
+}
+
+// P4 whatever the topic: a key's events go out in write order, also when
+// they go to different topics. An event that fails or is parked holds back
+// the later events of its key in its batch, on every topic, and they are
+// released without an attempt; other keys go on.
+func testAcrossTopics(t *testing.T, h storetest.Harness) {
+	ctx := context.Background()
+	check := faulttest.NewChecker()
+	rec := faulttest.NewRecorder(0.10, 7)
+	// One batch: key p's first event is an older writer's row with a topic
+	// Kafka refuses, parked at once; key f's first event fails until it is
+	// let through; the next event of each goes to another topic. Keys k*
+	// cycle through three topics while 10% of publishes fail.
+	require.NoError(t, h.InsertLegacy(ctx, "order", "p", "order.updated.v1", "p", `{"topic":"bad topic!"}`))
+	p2, f1, f2 := Event("p", 1), Event("f", 0), Event("f", 1)
+	p2.Topic, f2.Topic = "payments", "payments"
+	rec.FailID(f1.ID, errors.New("leader not available"))
+	commit(t, h, nil, p2)
+	commit(t, h, check, f1, f2)
+	topics := []string{"orders", "payments", "shipments"}
+	for i := range 6 {
+		var batch []outbox.Event
+		for k := range 10 {
+			e := Event(fmt.Sprint("k", k), i)
+			e.Topic = topics[(i+k)%len(topics)]
+			batch = append(batch, e)
+		}
+		commit(t, h, check, batch...)
+	}
+	cfg := FastConfig()
+	cfg.MaxRetries = 10000
+	r, _ := Start(t, h.Store, broker.NewWatermill(rec), cfg)
+
+	Eventually(t, 10*time.Second, "p's first event parked", func() bool { return count(t, h, "parked_at IS NOT NULL") == 1 })
+	Eventually(t, 10*time.Second, "f's first event retried", func() bool {
+		retries, _, err := h.Row(ctx, f1.ID)
+		require.NoError(t, err)
+		return retries >= 3
+	})
+	for _, m := range rec.Received() {
+		require.NotEqual(t, f2.ID, m.ID, "f's second event went out while its first one failed")
+	}
+	rec.FailID(f1.ID, nil)
+	Eventually(t, time.Minute, "all events", func() bool { return check.Missing(rec.Received()) == 0 })
+	report := check.Check(rec.Received(), r.Stats().PossibleDuplicates)
+	require.True(t, report.OK(), report.String())
+	for _, m := range rec.Received() {
+		require.NotEqual(t, p2.ID, m.ID, "an event behind a parked one waits, whatever its topic")
+	}
+	retries, _, err := h.Row(ctx, p2.ID)
+	require.NoError(t, err)
+	require.Zero(t, retries, "released without an attempt")
+	require.Equal(t, int64(1), count(t, h, "published_at IS NULL AND parked_at IS NULL"), "p's second event is pending")
 }
 
 // P5: a poison event is parked with its last_error after its attempts and

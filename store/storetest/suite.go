@@ -30,6 +30,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"CallOrderIsSeqOrder", testCallOrder},
 		{"ConcurrentClaimersDisjoint", testConcurrentClaimers},
 		{"PerKeyBlocking", testPerKeyBlocking},
+		{"PerKeyAcrossTopics", testPerKeyAcrossTopics},
 		{"LeaseExpiryAndFencing", testLeaseExpiry},
 		{"Backoff", testBackoff},
 		{"Parking", testParking},
@@ -290,6 +291,29 @@ func testPerKeyBlocking(t *testing.T, h Harness) {
 	require.NoError(t, err)
 	write(t, h, a3, a4)
 	require.Equal(t, []uuid.UUID{a3.ID, a4.ID}, recIDs(claim(t, h, 10, lease).Records))
+}
+
+// A key's events go out in write order whatever their topic: an event that
+// is leased, backing off or parked holds back its key's later events on
+// other topics too.
+func testPerKeyAcrossTopics(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	onTopic := func(key, topic string) outbox.Event {
+		e := ev(key)
+		e.Topic = topic
+		return e
+	}
+	leased, backoff, parked := ev("l"), ev("b"), ev("p")
+	held := []outbox.Event{onTopic("l", "payments"), onTopic("b", "payments"), onTopic("p", "shipments")}
+	write(t, h, leased, backoff, parked)
+	write(t, h, held...)
+	c := claim(t, h, 3, lease)
+	require.Equal(t, []uuid.UUID{leased.ID, backoff.ID, parked.ID}, recIDs(c.Records))
+	require.NoError(t, h.Store.Fail(ctx, c.Token, []store.Failure{
+		{ID: backoff.ID, Err: "boom", Delay: time.Hour}, {ID: parked.ID, Err: "poison", Park: true}}))
+	other := onTopic("o", "payments")
+	write(t, h, other)
+	require.Equal(t, []uuid.UUID{other.ID}, recIDs(claim(t, h, 10, lease).Records))
 }
 
 func testLeaseExpiry(t *testing.T, h Harness) {
