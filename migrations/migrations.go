@@ -3,7 +3,8 @@
 //
 // Version 1 is the seed's table exactly as the Python services create it
 // (CREATE ... IF NOT EXISTS, so an existing table is adopted); version 2 adds
-// the relay's columns and indexes. Applying is idempotent and safe from
+// the relay's columns and indexes, and numbers the rows already in the table
+// in write order (created_at, then id). Applying is idempotent and safe from
 // several processes at once: a database lock serializes appliers and the
 // applied versions are recorded in the outbox_migrations table, per outbox
 // table.
@@ -19,6 +20,7 @@ package migrations
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -161,11 +163,7 @@ func (m Migration) SQL(table string, up bool) ([]string, error) {
 		return nil, err
 	}
 	var b strings.Builder
-	_, name, found := strings.Cut(table, ".")
-	if !found {
-		name = table
-	}
-	if err := tmpl.Execute(&b, struct{ Table, Name string }{table, name}); err != nil {
+	if err := tmpl.Execute(&b, struct{ Table, Name string }{table, tableName(table)}); err != nil {
 		return nil, err
 	}
 	var stmts []string
@@ -175,6 +173,14 @@ func (m Migration) SQL(table string, up bool) ([]string, error) {
 		}
 	}
 	return stmts, nil
+}
+
+// tableName returns table without its schema.
+func tableName(table string) string {
+	if _, name, ok := strings.Cut(table, "."); ok {
+		return name
+	}
+	return table
 }
 
 func stripComments(s string) string {
@@ -269,6 +275,14 @@ func (f Files) migrate(ctx context.Context, db *sql.DB, d Dialect, table string,
 	defer func() {
 		if _, uerr := conn.ExecContext(context.WithoutCancel(ctx), d.unlock); uerr != nil && err == nil {
 			err = fmt.Errorf("migrate: unlock: %w", uerr)
+		}
+	}()
+	defer func() {
+		if err != nil {
+			// A step that stopped halfway may leave session state behind
+			// (MySQL's LOCK TABLES, a prepared statement): end the session,
+			// and with it the applier's lock, rather than pool it.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
 	if _, err := conn.ExecContext(ctx, d.versionTable); err != nil {

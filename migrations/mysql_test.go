@@ -176,3 +176,59 @@ func TestMySQLConcurrentUp(t *testing.T) {
 	require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox_migrations WHERE table_name = ?", table).Scan(&n))
 	require.Equal(t, 3, n, "each version recorded once")
 }
+
+// Migration 2 numbers the rows already in the table in write order, by
+// created_at and then id, not in primary-key (UUID) order; rows written
+// afterwards come after them.
+func TestMySQLSeqInWriteOrder(t *testing.T) {
+	t.Parallel()
+	db, table, ctx := mysqlTable(t)
+	seed(t, ctx, db, migrations.MySQL, table)
+	// IDs sort opposite to created_at; two rows share a created_at and are
+	// told apart by id.
+	for i, id := range []string{
+		"ffffffff-0000-4000-8000-000000000000",
+		"eeeeeeee-0000-4000-8000-000000000000",
+		"cccccccc-0000-4000-8000-000000000000",
+		"dddddddd-0000-4000-8000-000000000000",
+		"bbbbbbbb-0000-4000-8000-000000000000",
+	} {
+		_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (id, aggregate_type, aggregate_id, event_type, event_key, event_data, created_at)
+			VALUES (?, 'order', 'o-1', 'order.v1', 'o-1', '{"topic":"orders"}', TIMESTAMP '2026-01-01 00:00:00' + INTERVAL ? MINUTE)`, id, min(i, 3))
+		require.NoError(t, err)
+	}
+	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
+	requireRelaySchema(t, ctx, db, table)
+	require.Equal(t, ids(t, db, `SELECT id FROM `+table+` ORDER BY created_at, id`), ids(t, db, `SELECT id FROM `+table+` ORDER BY seq`))
+	_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (id, aggregate_type, aggregate_id, event_type, event_key, event_data)
+		VALUES ('00000000-0000-4000-8000-000000000000', 'order', 'o-1', 'order.v1', 'o-1', '{}')`)
+	require.NoError(t, err)
+	var last string
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT id FROM `+table+` ORDER BY seq DESC LIMIT 1`).Scan(&last))
+	require.Equal(t, "00000000-0000-4000-8000-000000000000", last, "a row written afterwards comes after them")
+}
+
+// A step that fails halfway leaves the table unlocked: its session, which
+// locked the table while numbering the rows, is not returned to the pool.
+func TestMySQLFailedStepUnlocks(t *testing.T) {
+	t.Parallel()
+	db, table, ctx := mysqlTable(t)
+	seed(t, ctx, db, migrations.MySQL, table)
+	_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_data)
+		VALUES ('order', 'o-1', 'order.v1', '{}')`)
+	require.NoError(t, err)
+	// The numbering of the rows, which runs with the table locked, fails.
+	_, err = db.ExecContext(ctx, "CREATE TRIGGER "+table+"_no_update BEFORE UPDATE ON "+table+
+		" FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no updates'")
+	require.NoError(t, err)
+	require.ErrorContains(t, migrations.Up(ctx, db, migrations.MySQL, table), "no updates")
+	// Another process's writer.
+	conn, err := testenv.MySQL(t).Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.ExecContext(ctx, "SET SESSION lock_wait_timeout = 1")
+	require.NoError(t, err)
+	_, err = conn.ExecContext(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_data)
+		VALUES ('order', 'o-1', 'order.v1', '{}')`)
+	require.NoError(t, err, "the table is not locked")
+}
