@@ -4,10 +4,11 @@
 // Version 1 is the seed's table exactly as the Python services create it
 // (CREATE ... IF NOT EXISTS, so an existing table is adopted); version 2 adds
 // the relay's columns and indexes, and numbers the rows already in the table
-// in write order (created_at, then id). Applying is idempotent and safe from
-// several processes at once: a database lock serializes appliers and the
-// applied versions are recorded in the outbox_migrations table, per outbox
-// table.
+// in write order (created_at, then id). Up checks an existing table's shape
+// before it changes anything and refuses one it cannot adopt. Applying is
+// idempotent and safe from several processes at once: a database lock
+// serializes appliers and the applied versions are recorded in the
+// outbox_migrations table, per outbox table.
 //
 // The functions take a *sql.DB; with pgx, open one over a pool with
 // github.com/jackc/pgx/v5/stdlib.OpenDBFromPool.
@@ -42,10 +43,14 @@ var outboxFiles embed.FS
 // ";" at the end of a line; lines starting with "--" are comments.
 type Files struct {
 	fs.FS
+	// check, if set, vets an existing table before Up changes anything.
+	check func(ctx context.Context, conn *sql.Conn, d Dialect, table string) error
 }
 
 // Outbox is the outbox table's migrations, which Up, Down and List apply.
-var Outbox = Files{outboxFiles}
+// Up refuses an existing table that is not the seed's or the relay's outbox
+// table with [ErrNotOutboxTable], before it changes anything.
+var Outbox = Files{FS: outboxFiles, check: checkOutboxTable}
 
 // Dialect is a SQL dialect with its migrations.
 type Dialect struct {
@@ -305,7 +310,13 @@ func (f Files) migrate(ctx context.Context, db *sql.DB, d Dialect, table string,
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	for _, s := range plan(ms, applied) {
+	steps := plan(ms, applied)
+	if f.check != nil && len(steps) > 0 && steps[0].up {
+		if err := f.check(ctx, conn, d, table); err != nil {
+			return err
+		}
+	}
+	for _, s := range steps {
 		if err := apply(ctx, conn, d, table, s); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,6 +209,44 @@ func TestMySQLSeqInWriteOrder(t *testing.T) {
 	require.Equal(t, "00000000-0000-4000-8000-000000000000", last, "a row written afterwards comes after them")
 }
 
+// Up refuses an existing table that is not an outbox table before it
+// changes or records anything: MySQL commits DDL at once, and a step that
+// failed halfway would leave the table changed and version 1 recorded.
+func TestMySQLRefusesOtherTables(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, create, want string
+	}{
+		{"unrelated", "CREATE TABLE {t} (id INT PRIMARY KEY, name TEXT)",
+			"lacks the seed's column(s) aggregate_id, aggregate_type, event_type, event_data, event_key, created_at, published_at, retry_count, last_error"},
+		{"no seed index", "", "lacks the seed's index ix_{t}_unpublished"},
+		{"some relay columns", "ALTER TABLE {t} ADD COLUMN topic VARCHAR(249), ADD COLUMN headers LONGTEXT",
+			"has the relay's column(s) topic, headers but not seq"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db, table, ctx := mysqlTable(t)
+			if tc.create == "" || strings.HasPrefix(tc.create, "ALTER") {
+				seed(t, ctx, db, migrations.MySQL, table)
+			}
+			switch {
+			case tc.create == "":
+				_, err := db.ExecContext(ctx, "ALTER TABLE "+table+" DROP INDEX ix_"+table+"_unpublished")
+				require.NoError(t, err)
+			default:
+				_, err := db.ExecContext(ctx, strings.ReplaceAll(tc.create, "{t}", table))
+				require.NoError(t, err)
+			}
+			before := columns(t, ctx, db, table)
+			err := migrations.Up(ctx, db, migrations.MySQL, table)
+			require.ErrorIs(t, err, migrations.ErrNotOutboxTable)
+			require.ErrorContains(t, err, table+": not an outbox table: "+strings.ReplaceAll(tc.want, "{t}", table)+"; nothing was applied")
+			require.Empty(t, applied(t, ctx, db, table), "no version recorded")
+			require.Equal(t, before, columns(t, ctx, db, table), "the table is unchanged")
+		})
+	}
+}
+
 // A step that fails halfway leaves the table unlocked: its session, which
 // locked the table while numbering the rows, is not returned to the pool.
 func TestMySQLFailedStepUnlocks(t *testing.T) {
@@ -231,4 +270,13 @@ func TestMySQLFailedStepUnlocks(t *testing.T) {
 	_, err = conn.ExecContext(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_data)
 		VALUES ('order', 'o-1', 'order.v1', '{}')`)
 	require.NoError(t, err, "the table is not locked")
+}
+
+// columns returns the table's columns in order.
+func columns(t *testing.T, ctx context.Context, db *sql.DB, table string) []string {
+	t.Helper()
+	var cols sql.NullString
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT GROUP_CONCAT(column_name ORDER BY ordinal_position)
+		FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?`, table).Scan(&cols))
+	return strings.Split(cols.String, ",")
 }

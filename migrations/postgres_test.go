@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -125,4 +126,35 @@ func TestPostgresSeqInWriteOrder(t *testing.T) {
 	var last string
 	require.NoError(t, db.QueryRow(`SELECT id FROM `+table+` ORDER BY seq DESC LIMIT 1`).Scan(&last))
 	require.Equal(t, "00000000-0000-4000-8000-000000000000", last, "a row written afterwards comes after them")
+}
+
+// Up refuses an existing table that is not an outbox table before it
+// changes or records anything.
+func TestPostgresRefusesOtherTables(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, create, want string
+	}{
+		{"unrelated", "CREATE TABLE {t} (id INT PRIMARY KEY, name TEXT)",
+			"lacks the seed's column(s) aggregate_id, aggregate_type, event_type, event_data, event_key, created_at, published_at, retry_count, last_error"},
+		{"some relay columns", "ALTER TABLE {t} ADD COLUMN seq BIGINT, ADD COLUMN topic TEXT",
+			"has seq but lacks the relay's column(s) headers, next_attempt_at, lease_owner, lease_token, lease_until, parked_at"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db, table := postgresTable(t)
+			ctx := context.Background()
+			if strings.HasPrefix(tc.create, "ALTER") {
+				seed(t, ctx, db, migrations.PostgreSQL, table)
+			}
+			_, err := db.ExecContext(ctx, strings.ReplaceAll(tc.create, "{t}", table))
+			require.NoError(t, err)
+			before := ids(t, db, `SELECT column_name FROM information_schema.columns WHERE table_name = '`+table+`' ORDER BY ordinal_position`)
+			err = migrations.Up(ctx, db, migrations.PostgreSQL, table)
+			require.ErrorIs(t, err, migrations.ErrNotOutboxTable)
+			require.ErrorContains(t, err, table+": not an outbox table: "+tc.want+"; nothing was applied")
+			require.Empty(t, versions(t, db, table), "no version recorded")
+			require.Equal(t, before, ids(t, db, `SELECT column_name FROM information_schema.columns WHERE table_name = '`+table+`' ORDER BY ordinal_position`))
+		})
+	}
 }
