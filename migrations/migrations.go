@@ -3,10 +3,12 @@
 //
 // Version 1 is the seed's table exactly as the Python services create it
 // (CREATE ... IF NOT EXISTS, so an existing table is adopted); version 2 adds
-// the relay's columns and indexes. Applying is idempotent and safe from
-// several processes at once: a database lock serializes appliers and the
-// applied versions are recorded in the outbox_migrations table, per outbox
-// table.
+// the relay's columns and indexes, and numbers the rows already in the table
+// in write order (created_at, then id). Up checks an existing table's shape
+// before it changes anything and refuses one it cannot adopt. Applying is
+// idempotent and safe from several processes at once: a database lock
+// serializes appliers and the applied versions are recorded in the
+// outbox_migrations table, per outbox table.
 //
 // The functions take a *sql.DB; with pgx, open one over a pool with
 // github.com/jackc/pgx/v5/stdlib.OpenDBFromPool.
@@ -19,6 +21,7 @@ package migrations
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -40,10 +43,14 @@ var outboxFiles embed.FS
 // ";" at the end of a line; lines starting with "--" are comments.
 type Files struct {
 	fs.FS
+	// check, if set, vets an existing table before Up changes anything.
+	check func(ctx context.Context, conn *sql.Conn, d Dialect, table string) error
 }
 
 // Outbox is the outbox table's migrations, which Up, Down and List apply.
-var Outbox = Files{outboxFiles}
+// Up refuses an existing table that is not the seed's or the relay's outbox
+// table with [ErrNotOutboxTable], before it changes anything.
+var Outbox = Files{FS: outboxFiles, check: checkOutboxTable}
 
 // Dialect is a SQL dialect with its migrations.
 type Dialect struct {
@@ -161,11 +168,7 @@ func (m Migration) SQL(table string, up bool) ([]string, error) {
 		return nil, err
 	}
 	var b strings.Builder
-	_, name, found := strings.Cut(table, ".")
-	if !found {
-		name = table
-	}
-	if err := tmpl.Execute(&b, struct{ Table, Name string }{table, name}); err != nil {
+	if err := tmpl.Execute(&b, struct{ Table, Name string }{table, tableName(table)}); err != nil {
 		return nil, err
 	}
 	var stmts []string
@@ -175,6 +178,14 @@ func (m Migration) SQL(table string, up bool) ([]string, error) {
 		}
 	}
 	return stmts, nil
+}
+
+// tableName returns table without its schema.
+func tableName(table string) string {
+	if _, name, ok := strings.Cut(table, "."); ok {
+		return name
+	}
+	return table
 }
 
 func stripComments(s string) string {
@@ -271,6 +282,14 @@ func (f Files) migrate(ctx context.Context, db *sql.DB, d Dialect, table string,
 			err = fmt.Errorf("migrate: unlock: %w", uerr)
 		}
 	}()
+	defer func() {
+		if err != nil {
+			// A step that stopped halfway may leave session state behind
+			// (MySQL's LOCK TABLES, a prepared statement): end the session,
+			// and with it the applier's lock, rather than pool it.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
 	if _, err := conn.ExecContext(ctx, d.versionTable); err != nil {
 		return fmt.Errorf("migrate: version table: %w", err)
 	}
@@ -291,7 +310,13 @@ func (f Files) migrate(ctx context.Context, db *sql.DB, d Dialect, table string,
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	for _, s := range plan(ms, applied) {
+	steps := plan(ms, applied)
+	if f.check != nil && len(steps) > 0 && steps[0].up {
+		if err := f.check(ctx, conn, d, table); err != nil {
+			return err
+		}
+	}
+	for _, s := range steps {
 		if err := apply(ctx, conn, d, table, s); err != nil {
 			return err
 		}

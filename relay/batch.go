@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,6 +25,17 @@ type outcome struct {
 	dups      int
 }
 
+// add merges p into o.
+func (o *outcome) add(p outcome) {
+	o.published = append(o.published, p.published...)
+	o.lags = append(o.lags, p.lags...)
+	o.failures = append(o.failures, p.failures...)
+	o.released = append(o.released, p.released...)
+	o.delayed = append(o.delayed, p.delayed...)
+	o.parked += p.parked
+	o.dups += p.dups
+}
+
 // settlement is the outcome of one topic of a batch, to be recorded in the
 // store.
 type settlement struct {
@@ -34,53 +46,84 @@ type settlement struct {
 	pause time.Duration
 }
 
-// publishBatch publishes a claimed batch topic by topic. It returns the
-// outcomes to settle and the circuit breaker's pause when the broker was
-// unreachable.
+// publishBatch publishes a claimed batch round after round (see rounds),
+// each round topic by topic. A key's message goes out only if its earlier
+// messages in the batch did: once one did not (it failed, was parked or was
+// put back), the later ones are released without counting an attempt. It
+// returns the outcomes to settle, one per topic, and the circuit breaker's
+// pause when the broker was unreachable.
 func (r *Relay) publishBatch(ctx, work context.Context, claim store.Claim, claimedAt time.Time) ([]settlement, time.Duration) {
-	topics, order := r.messages(claim.Records)
 	var pause time.Duration
-	settlements := make([]settlement, 0, len(order))
-	for _, topic := range order {
-		msgs := topics[topic]
-		var o outcome
-		for _, m := range msgs {
-			if m.reclaimed {
-				o.dups++
+	var settlements []settlement
+	index := map[string]int{} // of each topic's settlement
+	held := map[string]bool{} // keys with a message that did not go out
+	for _, round := range rounds(r.messages(claim.Records)) {
+		for _, g := range round {
+			var o outcome
+			o, pause = r.publishTopic(work, g.topic, g.msgs, held, pause)
+			o.lags = o.lagsFrom(g.msgs, claim.Now, claimedAt)
+			holdUnpublished(held, g.msgs, o.published)
+			i, ok := index[g.topic]
+			if !ok {
+				i = len(settlements)
+				index[g.topic] = i
+				settlements = append(settlements, settlement{token: claim.Token, topic: g.topic})
 			}
+			settlements[i].size += len(g.msgs)
+			settlements[i].o.add(o)
+			settlements[i].pause = pause
 		}
-		r.duplicates.Add(int64(o.dups)) // before publishing: a crash must not lose the count
-		reclaimed := o.dups
-		switch {
-		case !outbox.ValidTopic(topic):
-			for _, m := range msgs {
-				o.failures = append(o.failures, store.Failure{ID: m.ID, Err: fmt.Sprintf("%v: invalid or missing topic %q", outbox.ErrPermanent, topic), Park: true})
-			}
-			o.parked = len(msgs)
-		case work.Err() != nil || pause > 0:
-			// The shutdown's grace period is over, or the broker just proved
-			// unreachable: do not start another topic. A batch claimed before
-			// shutdown began is still in flight and is finished.
-			for _, m := range msgs {
-				o.delayed = append(o.delayed, m.ID)
-			}
-		default:
-			var unreachable error
-			o, unreachable = r.publish(work, msgs, o)
-			r.duplicates.Add(int64(o.dups - reclaimed))
-			if unreachable != nil {
-				pause = r.brokerDown(topic, len(msgs), unreachable)
-			} else {
-				r.brokerUp()
-			}
-		}
-		o.lags = o.lagsFrom(msgs, claim.Now, claimedAt)
-		settlements = append(settlements, settlement{claim.Token, topic, len(msgs), o, pause})
 	}
 	if pause > 0 {
 		r.outage.count(settlements)
 	}
 	return settlements, pause
+}
+
+// publishTopic publishes the messages of one topic in one round, except
+// those of held keys, which it releases. It returns their outcome and the
+// circuit breaker's pause, pause unless the broker just proved unreachable
+// or reachable.
+func (r *Relay) publishTopic(work context.Context, topic string, msgs []relayed, held map[string]bool, pause time.Duration) (outcome, time.Duration) {
+	var o outcome
+	var send []relayed
+	for _, m := range msgs {
+		if m.reclaimed {
+			o.dups++
+		}
+		if m.Key != "" && held[m.Key] {
+			o.released = append(o.released, m.ID)
+		} else {
+			send = append(send, m)
+		}
+	}
+	r.duplicates.Add(int64(o.dups)) // before publishing: a crash must not lose the count
+	reclaimed := o.dups
+	switch {
+	case len(send) == 0:
+	case !outbox.ValidTopic(topic):
+		for _, m := range send {
+			o.failures = append(o.failures, store.Failure{ID: m.ID, Err: fmt.Sprintf("%v: invalid or missing topic %q", outbox.ErrPermanent, topic), Park: true})
+		}
+		o.parked = len(send)
+	case work.Err() != nil || pause > 0:
+		// The shutdown's grace period is over, or the broker just proved
+		// unreachable: do not start another topic. A batch claimed before
+		// shutdown began is still in flight and is finished.
+		for _, m := range send {
+			o.delayed = append(o.delayed, m.ID)
+		}
+	default:
+		var unreachable error
+		o, unreachable = r.publish(work, send, o)
+		r.duplicates.Add(int64(o.dups - reclaimed))
+		if unreachable != nil {
+			pause = r.brokerDown(topic, len(send), unreachable)
+		} else {
+			r.brokerUp()
+		}
+	}
+	return o, pause
 }
 
 // settleAll records the outcomes of a batch, topic by topic.
@@ -96,19 +139,69 @@ type relayed struct {
 	reclaimed bool
 }
 
-// messages turns records into messages grouped by topic, keeping seq order
-// within each topic and the order in which topics first appear.
-func (r *Relay) messages(recs []store.Record) (map[string][]relayed, []string) {
-	topics := map[string][]relayed{}
-	var order []string
+// messages turns records into messages, in seq order.
+func (r *Relay) messages(recs []store.Record) []relayed {
+	msgs := make([]relayed, len(recs))
 	for i := range recs {
-		m := relayed{Message: wire.Message(&recs[i]), reclaimed: recs[i].Reclaimed}
-		if _, ok := topics[m.Topic]; !ok {
-			order = append(order, m.Topic)
-		}
-		topics[m.Topic] = append(topics[m.Topic], m)
+		msgs[i] = relayed{Message: wire.Message(&recs[i]), reclaimed: recs[i].Reclaimed}
 	}
-	return topics, order
+	return msgs
+}
+
+// topicMessages are the messages of one topic in one round, in seq order.
+type topicMessages struct {
+	topic string
+	msgs  []relayed
+}
+
+// rounds splits messages in seq order into rounds in which each key has a
+// single topic: a message joins the round of its key's previous message if
+// that went to the same topic, else the next round. Publishing round after
+// round keeps a key's write order across topics; within a round the
+// publisher keeps it per topic and key. Each round holds its messages by
+// topic, in the order topics first appear.
+func rounds(msgs []relayed) [][]topicMessages {
+	type last struct {
+		round int
+		topic string
+	}
+	prev := map[string]last{}
+	var out [][]topicMessages
+	for _, m := range msgs {
+		i := 0
+		if m.Key != "" {
+			if p, ok := prev[m.Key]; ok {
+				i = p.round
+				if p.topic != m.Topic {
+					i++
+				}
+			}
+			prev[m.Key] = last{i, m.Topic}
+		}
+		if i == len(out) {
+			out = append(out, nil)
+		}
+		j := slices.IndexFunc(out[i], func(g topicMessages) bool { return g.topic == m.Topic })
+		if j < 0 {
+			j = len(out[i])
+			out[i] = append(out[i], topicMessages{topic: m.Topic})
+		}
+		out[i][j].msgs = append(out[i][j].msgs, m)
+	}
+	return out
+}
+
+// holdUnpublished adds the keys of msgs that are not in published to held.
+func holdUnpublished(held map[string]bool, msgs []relayed, published []uuid.UUID) {
+	out := make(map[uuid.UUID]bool, len(published))
+	for _, id := range published {
+		out[id] = true
+	}
+	for _, m := range msgs {
+		if m.Key != "" && !out[m.ID] {
+			held[m.Key] = true
+		}
+	}
 }
 
 // publish sends the messages of one topic and classifies each outcome. When

@@ -40,8 +40,8 @@ type Config struct {
 	ErrorRetryInterval time.Duration
 	// MaxBackoff caps the backoff. Defaults to 5m.
 	MaxBackoff time.Duration
-	// Retention is how long published events stay in the table before the
-	// janitor deletes them. -1 disables the janitor. Defaults to 7 days.
+	// Retention is how long published (and skipped) events stay in the
+	// table before the janitor deletes them. -1 disables the janitor. Defaults to 7 days.
 	Retention time.Duration
 	// CleanupInterval is the janitor's period. Defaults to 1m.
 	CleanupInterval time.Duration

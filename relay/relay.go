@@ -12,12 +12,12 @@
 //
 // Guarantees: an event is published at least once if and only if its
 // transaction committed; events of one key are published in the order they
-// were written, with any number of relays; duplicates arise only from an
+// were written, whatever their topic, with any number of relays; duplicates arise only from an
 // uncertain step (a crash between publish and mark, a lost lease) and are
 // counted in Stats.PossibleDuplicates. Consumers dedupe on the event ID.
 //
-// A parked event blocks the later events of its key, to keep their order,
-// until an operator retries or skips it (see cmd/outbox parked); other keys
+// A parked event blocks the later events of its key, on every topic, to keep
+// their order, until an operator retries or skips it (see cmd/outbox parked); other keys
 // are not affected.
 //
 // Run stops in stages when its context is done: it stops claiming, finishes

@@ -15,8 +15,8 @@ import (
 //
 // Parked events block the later events of their key (see [Failure.Park]);
 // an operator either retries one (it becomes pending again and the relay
-// publishes it) or skips it (it stays in the table, no longer blocks its key
-// and is never published). Both leave an audit record in the outbox_audit
+// publishes it) or skips it (it no longer blocks its key, is never published
+// and, settled, is deleted after the retention as published events are). Both leave an audit record in the outbox_audit
 // table (migration 3).
 type Admin interface {
 	// Now returns the database clock, for resolving relative times ("the

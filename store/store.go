@@ -22,9 +22,9 @@ type Store interface {
 	// Claim leases up to p.Limit pending events in seq order and returns them.
 	// An event is pending when it is neither published nor parked, its lease
 	// (if any) has expired and its backoff (if any) has passed. An event is
-	// never claimed while an earlier event with the same key is pending and
-	// leased, waiting for its backoff, or parked: that is what keeps per-key
-	// order with several relays. Claims are serialized between relays and
+	// never claimed while an earlier event with the same key, on any topic,
+	// is pending and leased, waiting for its backoff, or parked: that is what
+	// keeps per-key order with several relays. Claims are serialized between relays and
 	// hold no transaction open after they return.
 	//
 	// A claim reads O(Limit) rows, not the backlog: it may return fewer
@@ -44,9 +44,9 @@ type Store interface {
 	// Release clears the lease of the events without counting an attempt;
 	// they are pending again after delay. Fenced by token.
 	Release(ctx context.Context, token uuid.UUID, ids []uuid.UUID, delay time.Duration) error
-	// DeletePublished deletes at most limit events published more than
-	// olderThan ago and returns how many it deleted. It never deletes
-	// pending or parked events.
+	// DeletePublished deletes at most limit settled events, published or
+	// skipped (see [Admin.SkipParked]) more than olderThan ago, and returns
+	// how many it deleted. It never deletes pending or parked events.
 	DeletePublished(ctx context.Context, olderThan time.Duration, limit int) (int, error)
 	// Stats reports the table's backlog.
 	Stats(ctx context.Context) (Stats, error)

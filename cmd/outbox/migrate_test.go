@@ -97,3 +97,33 @@ func TestConnectionErrors(t *testing.T) {
 		require.Contains(t, r.stderr, tc.want, tc.dsn)
 	}
 }
+
+// migrate up on an existing table that is not an outbox table refuses, says
+// what is missing, and records nothing.
+func TestMigrateRefusesOtherTable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, dsn string }{
+		{"postgres", testenv.PostgresURL()},
+		{"mysql", testenv.MySQLDSN()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			table := testenv.Table("other")
+			db := sqlDB(t, map[string]string{"postgres": "pgx", "mysql": "mysql"}[tc.name], tc.dsn)
+			t.Cleanup(func() {
+				ctx := context.Background()
+				_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table)
+				_, _ = db.ExecContext(ctx, "DELETE FROM outbox_migrations WHERE table_name = '"+table+"'")
+			})
+			_, err := db.ExecContext(t.Context(), "CREATE TABLE "+table+" (id INT PRIMARY KEY, name TEXT)")
+			require.NoError(t, err)
+			r := cli(t, "migrate", "up", "--dsn", tc.dsn, "--table", table)
+			require.Equal(t, 1, r.code, r.stderr)
+			require.Contains(t, r.stderr, table+": not an outbox table: lacks the seed's column(s) aggregate_id, ")
+			require.Contains(t, r.stderr, "nothing was applied")
+			r = requireOK(t, cli(t, "migrate", "status", "--json", "--dsn", tc.dsn, "--table", table))
+			require.Contains(t, r.stdout, `"applied": false`)
+			require.NotContains(t, r.stdout, `"applied": true`)
+		})
+	}
+}

@@ -11,11 +11,11 @@ import (
 
 var purgeCommand = &command{
 	name:    "purge",
-	summary: "delete published events older than a duration, in bounded chunks; pending and parked events are never touched",
+	summary: "delete published and skipped events older than a duration, in bounded chunks; pending and parked events are never touched",
 	setup: func(fs *flag.FlagSet) func(context.Context, *invocation) error {
 		db := dbFlags(fs)
 		var olderThan duration
-		fs.Var(&olderThan, "older-than", "delete events published longer ago than this, by the database clock: 90m, 36h, 7d (required)")
+		fs.Var(&olderThan, "older-than", "delete events published or skipped longer ago than this, by the database clock: 90m, 36h, 7d (required)")
 		batch := fs.Int("batch", 1000, "most rows deleted per statement")
 		return func(ctx context.Context, inv *invocation) error {
 			switch {
@@ -45,7 +45,7 @@ var purgeCommand = &command{
 					last = time.Now()
 				}
 			}
-			fmt.Fprintf(inv.stdout, "deleted %d events of %s published more than %s ago\n", total, d.table, &olderThan)
+			fmt.Fprintf(inv.stdout, "deleted %d events of %s published or skipped more than %s ago\n", total, d.table, &olderThan)
 			return nil
 		}
 	},

@@ -6,8 +6,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// purge deletes old published events in chunks and leaves pending, parked
-// and skipped events alone, however old.
+// purge deletes old settled events in chunks, published or skipped (the
+// skip's audit record stays), and leaves pending and parked events alone,
+// however old.
 func TestPurge(t *testing.T) {
 	t.Parallel()
 	dialects(t, func(t *testing.T, f *fixture) {
@@ -26,11 +27,13 @@ func TestPurge(t *testing.T) {
 		f.exec(t, "UPDATE {t} SET created_at = "+f.ago(3)+", published_at = CASE WHEN published_at IS NULL THEN NULL ELSE "+f.ago(2)+" END WHERE parked_at IS NOT NULL OR published_at IS NULL")
 
 		r := requireOK(t, f.cli(t, "purge", "--older-than", "1h", "--batch", "2"))
-		require.Contains(t, r.stdout, "deleted 5 events of "+f.table+" published more than 1h0m0s ago")
+		require.Contains(t, r.stdout, "deleted 6 events of "+f.table+" published or skipped more than 1h0m0s ago")
 		require.Equal(t, int64(1), f.scalar(t, "SELECT count(*) FROM {t} WHERE published_at IS NOT NULL AND parked_at IS NULL"))
 		require.Equal(t, int64(2), f.scalar(t, "SELECT count(*) FROM {t} WHERE published_at IS NULL AND parked_at IS NULL"))
 		require.Equal(t, int64(1), f.scalar(t, "SELECT count(*) FROM {t} WHERE published_at IS NULL AND parked_at IS NOT NULL"))
-		require.Equal(t, int64(1), f.scalar(t, "SELECT count(*) FROM {t} WHERE published_at IS NOT NULL AND parked_at IS NOT NULL"))
+		require.Zero(t, f.scalar(t, "SELECT count(*) FROM {t} WHERE published_at IS NOT NULL AND parked_at IS NOT NULL"), "the skipped event")
+		require.Equal(t, int64(1), f.scalar(t, "SELECT count(*) FROM outbox_audit WHERE table_name = $1 AND event_id = $2 AND action = 'skip'",
+			f.table, skipped.ID.String()), "the skip's audit record stays")
 
 		r = requireOK(t, f.cli(t, "purge", "--older-than", "1d"))
 		require.Contains(t, r.stdout, "deleted 0 events")

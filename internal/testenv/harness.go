@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,6 +48,22 @@ func PostgresHarness(t *testing.T) storetest.Harness {
 				lastError = *last
 			}
 			return retries, lastError, err
+		},
+		Lock: func(ctx context.Context, id uuid.UUID) (func() error, error) {
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM `+table+` WHERE id = $1 FOR UPDATE`, id.String()); err != nil {
+				_ = tx.Rollback(ctx)
+				return nil, err
+			}
+			return func() error { return tx.Rollback(context.Background()) }, nil
+		},
+		LockWaits: func(ctx context.Context) (n int, err error) {
+			err = pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE wait_event_type = 'Lock' AND position($1 in query) > 0`, table).Scan(&n)
+			return n, err
 		},
 	}
 }
@@ -122,6 +139,32 @@ func MySQLHarness(t *testing.T) storetest.Harness {
 			var last sql.NullString
 			err = db.QueryRowContext(ctx, `SELECT retry_count, last_error FROM `+table+` WHERE id = ?`, id.String()).Scan(&retries, &last)
 			return retries, last.String, err
+		},
+		Lock: func(ctx context.Context, id uuid.UUID) (func() error, error) {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := tx.ExecContext(ctx, `SELECT 1 FROM `+table+` WHERE id = ? FOR UPDATE`, id.String()); err != nil {
+				_ = tx.Rollback()
+				return nil, err
+			}
+			return tx.Rollback, nil
+		},
+		// From InnoDB's own report: MariaDB's information_schema.innodb_trx
+		// leaves out an INSERT that waits for a gap.
+		LockWaits: func(ctx context.Context) (int, error) {
+			var typ, name, status string
+			if err := db.QueryRowContext(ctx, "SHOW ENGINE INNODB STATUS").Scan(&typ, &name, &status); err != nil {
+				return 0, err
+			}
+			n := 0
+			for _, trx := range strings.Split(status, "---TRANSACTION ")[1:] {
+				if strings.Contains(trx, "LOCK WAIT") && strings.Contains(trx, table) {
+					n++
+				}
+			}
+			return n, nil
 		},
 	}
 }

@@ -1,8 +1,15 @@
 -- What the relay needs on top of the seed's table. Rows that older writers
 -- insert with the seed's columns only get a seq, empty headers and no topic
 -- (the relay then reads event_data's "topic").
+--
+-- seq is a BIGSERIAL in all but name: BIGSERIAL would number the rows
+-- already in the table in their physical order, which an UPDATE (a retry)
+-- changes. They are numbered in write order instead, by created_at, then id,
+-- while ALTER TABLE holds the table locked until the step commits; re-running
+-- the step numbers only rows that have no seq and never moves the sequence
+-- back.
 ALTER TABLE {{.Table}}
-    ADD COLUMN IF NOT EXISTS seq             BIGSERIAL,
+    ADD COLUMN IF NOT EXISTS seq             BIGINT,
     ADD COLUMN IF NOT EXISTS topic           VARCHAR(249),
     ADD COLUMN IF NOT EXISTS headers         JSONB NOT NULL DEFAULT '{}',
     ADD COLUMN IF NOT EXISTS next_attempt_at TIMESTAMPTZ,
@@ -10,6 +17,18 @@ ALTER TABLE {{.Table}}
     ADD COLUMN IF NOT EXISTS lease_token     UUID,
     ADD COLUMN IF NOT EXISTS lease_until     TIMESTAMPTZ,
     ADD COLUMN IF NOT EXISTS parked_at       TIMESTAMPTZ;
+UPDATE {{.Table}} t SET seq = w.seq
+FROM (
+    SELECT id, COALESCE((SELECT max(seq) FROM {{.Table}}), 0) + row_number() OVER (ORDER BY created_at, id) AS seq
+    FROM {{.Table}} WHERE seq IS NULL
+) w
+WHERE t.id = w.id;
+CREATE SEQUENCE IF NOT EXISTS {{.Table}}_seq_seq OWNED BY {{.Table}}.seq;
+SELECT setval('{{.Table}}_seq_seq', m) FROM (SELECT max(seq) AS m FROM {{.Table}}) x
+WHERE m > COALESCE(pg_sequence_last_value('{{.Table}}_seq_seq'), 0);
+ALTER TABLE {{.Table}}
+    ALTER COLUMN seq SET DEFAULT nextval('{{.Table}}_seq_seq'),
+    ALTER COLUMN seq SET NOT NULL;
 -- The claim walks pending rows in seq order: parked rows leave this index so
 -- they never slow the claim down.
 DROP INDEX IF EXISTS ix_{{.Name}}_unpublished;

@@ -147,7 +147,7 @@ func (s *Store) GetEvent(ctx context.Context, id uuid.UUID) (store.Row, error) {
 // RetryParked implements [store.Admin].
 func (s *Store) RetryParked(ctx context.Context, p store.RetryParams) (int, error) {
 	var n int
-	err := s.inAuditTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		q := `SELECT id FROM ` + s.table + ` WHERE published_at IS NULL AND parked_at IS NOT NULL`
 		var args []any
 		if p.ID != uuid.Nil {
@@ -199,7 +199,7 @@ func (s *Store) RetryParked(ctx context.Context, p store.RetryParams) (int, erro
 // SkipParked implements [store.Admin]. last_error keeps the skip too, so
 // that the row tells its story without the audit table.
 func (s *Store) SkipParked(ctx context.Context, id uuid.UUID, a store.Action) error {
-	err := s.inAuditTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var parked bool
 		var lastErr string
 		var now int64
@@ -227,21 +227,6 @@ VALUES (?, ?, 'skip', ?, ?)`, s.table, id.String(), a.Actor, a.Reason)
 		return fmt.Errorf("skip %s: %w", id, err)
 	}
 	return nil
-}
-
-// inAuditTx runs fn in a transaction at READ COMMITTED, like the claim: at
-// REPEATABLE READ its locking read of the parked rows would take next-key
-// locks that block business inserts. The audit table is migration 3's.
-func (s *Store) inAuditTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
 }
 
 // ListPublished implements [store.Admin]. The conditions are built per call

@@ -3,6 +3,7 @@ package mysql_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -175,4 +176,107 @@ func TestMySQLConcurrentUp(t *testing.T) {
 	var n int
 	require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox_migrations WHERE table_name = ?", table).Scan(&n))
 	require.Equal(t, 3, n, "each version recorded once")
+}
+
+// Migration 2 numbers the rows already in the table in write order, by
+// created_at and then id, not in primary-key (UUID) order; rows written
+// afterwards come after them.
+func TestMySQLSeqInWriteOrder(t *testing.T) {
+	t.Parallel()
+	db, table, ctx := mysqlTable(t)
+	testenv.SeedTable(t, ctx, db, migrations.MySQL, table)
+	// IDs sort opposite to created_at; two rows share a created_at and are
+	// told apart by id.
+	for i, id := range []string{
+		"ffffffff-0000-4000-8000-000000000000",
+		"eeeeeeee-0000-4000-8000-000000000000",
+		"cccccccc-0000-4000-8000-000000000000",
+		"dddddddd-0000-4000-8000-000000000000",
+		"bbbbbbbb-0000-4000-8000-000000000000",
+	} {
+		_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (id, aggregate_type, aggregate_id, event_type, event_key, event_data, created_at)
+			VALUES (?, 'order', 'o-1', 'order.v1', 'o-1', '{"topic":"orders"}', TIMESTAMP '2026-01-01 00:00:00' + INTERVAL ? MINUTE)`, id, min(i, 3))
+		require.NoError(t, err)
+	}
+	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
+	requireRelaySchema(t, ctx, db, table)
+	require.Equal(t, testenv.Strings(t, db, `SELECT id FROM `+table+` ORDER BY created_at, id`), testenv.Strings(t, db, `SELECT id FROM `+table+` ORDER BY seq`))
+	_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (id, aggregate_type, aggregate_id, event_type, event_key, event_data)
+		VALUES ('00000000-0000-4000-8000-000000000000', 'order', 'o-1', 'order.v1', 'o-1', '{}')`)
+	require.NoError(t, err)
+	var last string
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT id FROM `+table+` ORDER BY seq DESC LIMIT 1`).Scan(&last))
+	require.Equal(t, "00000000-0000-4000-8000-000000000000", last, "a row written afterwards comes after them")
+}
+
+// Up refuses an existing table that is not an outbox table before it
+// changes or records anything: MySQL commits DDL at once, and a step that
+// failed halfway would leave the table changed and version 1 recorded.
+func TestMySQLRefusesOtherTables(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, create, want string
+	}{
+		{"unrelated", "CREATE TABLE {t} (id INT PRIMARY KEY, name TEXT)",
+			"lacks the seed's column(s) aggregate_id, aggregate_type, event_type, event_data, event_key, created_at, published_at, retry_count, last_error"},
+		{"no seed index", "", "lacks the seed's index ix_{t}_unpublished"},
+		{"some relay columns", "ALTER TABLE {t} ADD COLUMN topic VARCHAR(249), ADD COLUMN headers LONGTEXT",
+			"has the relay's column(s) topic, headers but not seq"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db, table, ctx := mysqlTable(t)
+			if tc.create == "" || strings.HasPrefix(tc.create, "ALTER") {
+				testenv.SeedTable(t, ctx, db, migrations.MySQL, table)
+			}
+			switch {
+			case tc.create == "":
+				_, err := db.ExecContext(ctx, "ALTER TABLE "+table+" DROP INDEX ix_"+table+"_unpublished")
+				require.NoError(t, err)
+			default:
+				_, err := db.ExecContext(ctx, strings.ReplaceAll(tc.create, "{t}", table))
+				require.NoError(t, err)
+			}
+			before := columns(t, ctx, db, table)
+			err := migrations.Up(ctx, db, migrations.MySQL, table)
+			require.ErrorIs(t, err, migrations.ErrNotOutboxTable)
+			require.ErrorContains(t, err, table+": not an outbox table: "+strings.ReplaceAll(tc.want, "{t}", table)+"; nothing was applied")
+			require.Empty(t, applied(t, ctx, db, table), "no version recorded")
+			require.Equal(t, before, columns(t, ctx, db, table), "the table is unchanged")
+		})
+	}
+}
+
+// A step that fails halfway leaves the table unlocked: its session, which
+// locked the table while numbering the rows, is not returned to the pool.
+func TestMySQLFailedStepUnlocks(t *testing.T) {
+	t.Parallel()
+	db, table, ctx := mysqlTable(t)
+	testenv.SeedTable(t, ctx, db, migrations.MySQL, table)
+	_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_data)
+		VALUES ('order', 'o-1', 'order.v1', '{}')`)
+	require.NoError(t, err)
+	// The numbering of the rows, which runs with the table locked, fails.
+	_, err = db.ExecContext(ctx, "CREATE TRIGGER "+table+"_no_update BEFORE UPDATE ON "+table+
+		" FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no updates'")
+	require.NoError(t, err)
+	require.ErrorContains(t, migrations.Up(ctx, db, migrations.MySQL, table), "no updates")
+	// Another process's writer.
+	conn, err := testenv.MySQL(t).Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = conn.ExecContext(ctx, "SET SESSION lock_wait_timeout = 1")
+	require.NoError(t, err)
+	_, err = conn.ExecContext(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_data)
+		VALUES ('order', 'o-1', 'order.v1', '{}')`)
+	require.NoError(t, err, "the table is not locked")
+}
+
+// columns returns the table's columns in order.
+func columns(t *testing.T, ctx context.Context, db *sql.DB, table string) []string {
+	t.Helper()
+	var cols sql.NullString
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT GROUP_CONCAT(column_name ORDER BY ordinal_position)
+		FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?`, table).Scan(&cols))
+	return strings.Split(cols.String, ",")
 }

@@ -16,13 +16,15 @@
 // in the session's zone and a zone with daylight saving time shifts leases
 // and backoff by an hour twice a year.
 //
-// Claims run in a short transaction at READ COMMITTED, set per transaction,
-// so that each of its statements reads a fresh snapshot, which the check of
-// key order below needs (at MySQL's default REPEATABLE READ the whole
-// transaction reads the first one). A claim reads a bounded window of pending
-// rows without locking and locks the rows it looks at by primary key, so it
-// takes no range locks and never blocks a business transaction that inserts
-// an event. Claims are serialized between relays with GET_LOCK on the
+// Every statement that changes rows (claim, mark, failure, release, cleanup,
+// the operator's retry and skip) runs in a short transaction at READ
+// COMMITTED, set per transaction, where InnoDB takes no gap locks, and those
+// given the IDs of their rows find them by primary key: at MySQL's default
+// REPEATABLE READ their locking reads took next-key locks, which made
+// business transactions that insert events wait, and deadlock with them. At READ COMMITTED each statement of the claim also
+// reads a fresh snapshot, which the check of key order below needs. A claim
+// reads a bounded window of pending rows without locking and locks the rows
+// it looks at by primary key. Claims are serialized between relays with GET_LOCK on the
 // claim's connection, taken before the transaction starts and released after
 // it commits, so every claimer sees the leases of the one before: that is
 // what keeps per-key order with several relays. MariaDB has no UPDATE ...

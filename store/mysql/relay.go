@@ -217,11 +217,7 @@ func (s *Store) MarkPublished(ctx context.Context, token uuid.UUID, ids []uuid.U
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	res, err := s.db.ExecContext(ctx, inList(s.sql.mark, len(ids)), idArgs(token.String(), ids)...)
-	if err != nil {
-		return 0, fmt.Errorf("mark published: %w", err)
-	}
-	n, err := res.RowsAffected()
+	n, err := s.exec(ctx, inList(s.sql.mark, len(ids)), idArgs(token.String(), ids)...)
 	if err != nil {
 		return 0, fmt.Errorf("mark published: %w", err)
 	}
@@ -238,7 +234,7 @@ func (s *Store) Fail(ctx context.Context, token uuid.UUID, failures []store.Fail
 		args = append(args, f.ID.String(), store.TruncateError(f.Err), f.Delay.Microseconds(), f.Park)
 	}
 	args = append(args, token.String())
-	if _, err := s.db.ExecContext(ctx, failRows(s.sql.fail, len(failures)), args...); err != nil {
+	if _, err := s.exec(ctx, failRows(s.sql.fail, len(failures)), args...); err != nil {
 		return fmt.Errorf("record failure: %w", err)
 	}
 	return nil
@@ -251,23 +247,77 @@ func (s *Store) Release(ctx context.Context, token uuid.UUID, ids []uuid.UUID, d
 	}
 	us := delay.Microseconds()
 	args := append([]any{us, us}, idArgs(token.String(), ids)...)
-	if _, err := s.db.ExecContext(ctx, inList(s.sql.release, len(ids)), args...); err != nil {
+	if _, err := s.exec(ctx, inList(s.sql.release, len(ids)), args...); err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
 	return nil
 }
 
-// DeletePublished implements [store.Store].
+// DeletePublished implements [store.Store]. It reads the IDs of the chunk
+// first, without locking, and deletes them by primary key: a DELETE that
+// walked the index in published_at order would lock the entries it passes.
 func (s *Store) DeletePublished(ctx context.Context, olderThan time.Duration, limit int) (int, error) {
-	res, err := s.db.ExecContext(ctx, s.sql.deletePublished, olderThan.Microseconds(), limit)
-	if err != nil {
-		return 0, fmt.Errorf("delete published: %w", err)
-	}
-	n, err := res.RowsAffected()
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, s.sql.expired, olderThan.Microseconds(), limit)
+		if err != nil {
+			return err
+		}
+		var ids []any
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(ids) == 0 {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, inList(s.sql.deletePublished, len(ids)), append([]any{olderThan.Microseconds()}, ids...)...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("delete published: %w", err)
 	}
 	return int(n), nil
+}
+
+// exec runs one statement in a transaction of its own (see inTx) and
+// returns the number of rows it changed.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+// inTx runs fn in a transaction at READ COMMITTED. Every statement of the
+// relay and of the operator's commands that changes rows runs this way: at
+// MySQL's default REPEATABLE READ, locking reads take next-key locks, which
+// make business transactions that insert events wait, and deadlock with them.
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // Stats implements [store.Store].

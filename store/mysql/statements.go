@@ -11,6 +11,7 @@ type statements struct {
 	overtaking             string
 	lease                  string
 	mark, fail, release    string
+	expired                string
 	deletePublished, stats string
 }
 
@@ -167,26 +168,32 @@ FOR UPDATE SKIP LOCKED`),
 		overtaking: r.Replace(`SELECT event_key, MIN(seq) FROM {t}
 WHERE published_at IS NULL AND event_key IN ({keys}) AND seq < ? AND id NOT IN ({ids})
 GROUP BY event_key`),
-		lease: r.Replace(`UPDATE {t} SET lease_owner = ?, lease_token = ?, lease_until = NOW(6) + INTERVAL ? MICROSECOND
+		// The statements that change rows given by ID read them by primary
+		// key, whatever the optimizer estimates: on a small table it scans
+		// the whole primary key instead, and locks every row it passes.
+		lease: r.Replace(`UPDATE {t} FORCE INDEX (PRIMARY) SET lease_owner = ?, lease_token = ?, lease_until = NOW(6) + INTERVAL ? MICROSECOND
 WHERE id IN ({ids})`),
-		mark: r.Replace(`UPDATE {t} SET published_at = NOW(6), lease_owner = NULL, lease_token = NULL, lease_until = NULL
+		mark: r.Replace(`UPDATE {t} FORCE INDEX (PRIMARY) SET published_at = NOW(6), lease_owner = NULL, lease_token = NULL, lease_until = NULL
 WHERE lease_token = ? AND id IN ({ids})`),
-		// The failures arrive as a derived table of {rows} (see failRows);
-		// the join on the primary key touches only those rows.
-		fail: r.Replace(`UPDATE {t} t JOIN ({rows}) f ON t.id = f.id
+		// The failures arrive as a derived table of {rows} (see failRows).
+		fail: r.Replace(`UPDATE {t} t FORCE INDEX (PRIMARY) JOIN ({rows}) f ON t.id = f.id
 SET t.retry_count = t.retry_count + 1, t.last_error = f.err,
 	t.next_attempt_at = CASE WHEN f.park THEN t.next_attempt_at ELSE NOW(6) + INTERVAL f.delay_us MICROSECOND END,
 	t.parked_at = CASE WHEN f.park THEN NOW(6) END,
 	t.lease_owner = NULL, t.lease_token = NULL, t.lease_until = NULL
 WHERE t.lease_token = ?`),
-		release: r.Replace(`UPDATE {t} SET lease_owner = NULL, lease_token = NULL, lease_until = NULL,
+		release: r.Replace(`UPDATE {t} FORCE INDEX (PRIMARY) SET lease_owner = NULL, lease_token = NULL, lease_until = NULL,
 	next_attempt_at = CASE WHEN ? > 0 THEN NOW(6) + INTERVAL ? MICROSECOND ELSE next_attempt_at END
 WHERE lease_token = ? AND id IN ({ids})`),
-		// MySQL cannot delete from a table it reads in a subquery; a
-		// single-table DELETE with ORDER BY and LIMIT bounds the chunk instead.
-		deletePublished: r.Replace(`DELETE FROM {t}
-WHERE published_at IS NOT NULL AND parked_at IS NULL AND published_at < NOW(6) - INTERVAL ? MICROSECOND
+		// The janitor's chunk: expired reads its IDs, oldest first, and
+		// deletePublished deletes them by primary key (MySQL cannot delete
+		// from a table it reads in a subquery), checking them again.
+		expired: r.Replace(`SELECT id FROM {t}
+WHERE published_at IS NOT NULL AND published_at < NOW(6) - INTERVAL ? MICROSECOND
 ORDER BY published_at LIMIT ?`),
+		deletePublished: r.Replace(`DELETE t FROM {t} t FORCE INDEX (PRIMARY)
+WHERE t.published_at IS NOT NULL AND t.published_at < NOW(6) - INTERVAL ? MICROSECOND
+	AND t.id IN ({ids})`),
 		stats: r.Replace(`SELECT
 	(SELECT COUNT(*) FROM {t} WHERE {pending}),
 	COALESCE((SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(6)) FROM {t} WHERE {pending} ORDER BY seq LIMIT 1), 0),

@@ -3,8 +3,10 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
@@ -85,4 +87,74 @@ func TestPostgresDownThenUp(t *testing.T) {
 	require.NoError(t, migrations.Down(ctx, db, migrations.PostgreSQL, table))
 	require.Empty(t, versions(t, db, table))
 	require.Error(t, migrations.Up(ctx, db, migrations.PostgreSQL, "bad name"), "table names are validated")
+}
+
+// Migration 2 numbers the rows already in the table in write order, by
+// created_at and then id, not in their physical order, which an UPDATE (a
+// retry by an older relay) changes; rows written afterwards come after them.
+func TestPostgresSeqInWriteOrder(t *testing.T) {
+	t.Parallel()
+	db, table := postgresTable(t)
+	ctx := context.Background()
+	testenv.SeedTable(t, ctx, db, migrations.PostgreSQL, table)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// Written in created_at order; two rows share a created_at and are
+	// told apart by id.
+	for i, id := range []string{
+		"00000000-0000-4000-8000-000000000001",
+		"00000000-0000-4000-8000-000000000002",
+		"00000000-0000-4000-8000-000000000004",
+		"00000000-0000-4000-8000-000000000003",
+		"00000000-0000-4000-8000-000000000005",
+	} {
+		created := base.Add(time.Duration(min(i, 3)) * time.Minute)
+		_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (id, aggregate_type, aggregate_id, event_type, event_key, event_data, created_at)
+			VALUES ($1, 'order', 'o-1', 'order.v1', 'o-1', '{"topic":"orders"}', $2)`, id, created)
+		require.NoError(t, err)
+	}
+	// The oldest rows were retried: their new versions are stored last.
+	_, err := db.ExecContext(ctx, `UPDATE `+table+` SET retry_count = 1 WHERE created_at < $1`, base.Add(2*time.Minute))
+	require.NoError(t, err)
+	require.NotEqual(t, testenv.Strings(t, db, `SELECT id FROM `+table+` ORDER BY created_at, id`), testenv.Strings(t, db, `SELECT id FROM `+table),
+		"physical order differs from write order")
+
+	require.NoError(t, migrations.Up(ctx, db, migrations.PostgreSQL, table))
+	require.Equal(t, testenv.Strings(t, db, `SELECT id FROM `+table+` ORDER BY created_at, id`), testenv.Strings(t, db, `SELECT id FROM `+table+` ORDER BY seq`))
+	_, err = db.ExecContext(ctx, `INSERT INTO `+table+` (id, aggregate_type, aggregate_id, event_type, event_key, event_data, created_at)
+		VALUES ('00000000-0000-4000-8000-000000000000', 'order', 'o-1', 'order.v1', 'o-1', '{}', $1)`, base)
+	require.NoError(t, err)
+	var last string
+	require.NoError(t, db.QueryRow(`SELECT id FROM `+table+` ORDER BY seq DESC LIMIT 1`).Scan(&last))
+	require.Equal(t, "00000000-0000-4000-8000-000000000000", last, "a row written afterwards comes after them")
+}
+
+// Up refuses an existing table that is not an outbox table before it
+// changes or records anything.
+func TestPostgresRefusesOtherTables(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, create, want string
+	}{
+		{"unrelated", "CREATE TABLE {t} (id INT PRIMARY KEY, name TEXT)",
+			"lacks the seed's column(s) aggregate_id, aggregate_type, event_type, event_data, event_key, created_at, published_at, retry_count, last_error"},
+		{"some relay columns", "ALTER TABLE {t} ADD COLUMN seq BIGINT, ADD COLUMN topic TEXT",
+			"has seq but lacks the relay's column(s) headers, next_attempt_at, lease_owner, lease_token, lease_until, parked_at"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			db, table := postgresTable(t)
+			ctx := context.Background()
+			if strings.HasPrefix(tc.create, "ALTER") {
+				testenv.SeedTable(t, ctx, db, migrations.PostgreSQL, table)
+			}
+			_, err := db.ExecContext(ctx, strings.ReplaceAll(tc.create, "{t}", table))
+			require.NoError(t, err)
+			before := testenv.Strings(t, db, `SELECT column_name FROM information_schema.columns WHERE table_name = '`+table+`' ORDER BY ordinal_position`)
+			err = migrations.Up(ctx, db, migrations.PostgreSQL, table)
+			require.ErrorIs(t, err, migrations.ErrNotOutboxTable)
+			require.ErrorContains(t, err, table+": not an outbox table: "+tc.want+"; nothing was applied")
+			require.Empty(t, versions(t, db, table), "no version recorded")
+			require.Equal(t, before, testenv.Strings(t, db, `SELECT column_name FROM information_schema.columns WHERE table_name = '`+table+`' ORDER BY ordinal_position`))
+		})
+	}
 }

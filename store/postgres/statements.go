@@ -97,13 +97,13 @@ WHERE id = ANY($1) AND lease_token = $2`),
 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bool[]) AS f(id, err, delay_us, park)
 WHERE t.id = f.id AND t.lease_token = $5`),
 		release: r.Replace(`UPDATE {t} SET lease_owner = NULL, lease_token = NULL, lease_until = NULL,
-	next_attempt_at = CASE WHEN $3 > 0 THEN now() + $3 * interval '1 microsecond' ELSE next_attempt_at END
+	next_attempt_at = CASE WHEN $3::bigint > 0 THEN now() + $3 * interval '1 microsecond' ELSE next_attempt_at END
 WHERE id = ANY($1) AND lease_token = $2`),
 		// ARRAY(...) makes the chunk's rows primary-key lookups; with IN the
 		// planner may hash-join against a scan of the whole table.
 		deletePublished: r.Replace(`DELETE FROM {t} WHERE id = ANY(ARRAY(
 	SELECT id FROM {t}
-	WHERE published_at IS NOT NULL AND parked_at IS NULL AND published_at < now() - $1 * interval '1 microsecond'
+	WHERE published_at IS NOT NULL AND published_at < now() - $1 * interval '1 microsecond'
 	ORDER BY published_at LIMIT $2))`),
 		stats: r.Replace(`SELECT
 	(SELECT count(*) FROM {t} WHERE {pending}),

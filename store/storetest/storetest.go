@@ -34,6 +34,11 @@ type Harness struct {
 	Count func(ctx context.Context, where string) (int64, error)
 	// Row returns retry_count and last_error of one event.
 	Row func(ctx context.Context, id uuid.UUID) (retryCount int, lastError string, err error)
+	// Lock locks the row of one event in a transaction of its own, as a
+	// transaction that updates it would, until release is called.
+	Lock func(ctx context.Context, id uuid.UUID) (release func() error, err error)
+	// LockWaits counts the statements on the table that wait for a lock.
+	LockWaits func(ctx context.Context) (int, error)
 }
 
 // Tx is a business transaction that writes events through the store's AddTx.

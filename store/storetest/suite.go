@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"CallOrderIsSeqOrder", testCallOrder},
 		{"ConcurrentClaimersDisjoint", testConcurrentClaimers},
 		{"PerKeyBlocking", testPerKeyBlocking},
+		{"PerKeyAcrossTopics", testPerKeyAcrossTopics},
 		{"LeaseExpiryAndFencing", testLeaseExpiry},
 		{"Backoff", testBackoff},
 		{"Parking", testParking},
@@ -36,6 +38,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"DeepLeasedBacklog", testDeepLeasedBacklog},
 		{"Release", testRelease},
 		{"Cleanup", testCleanup},
+		{"NoRangeLocks", testNoRangeLocks},
 		{"Stats", testStats},
 		{"LegacyRows", testLegacyRows},
 	}
@@ -290,6 +293,29 @@ func testPerKeyBlocking(t *testing.T, h Harness) {
 	require.Equal(t, []uuid.UUID{a3.ID, a4.ID}, recIDs(claim(t, h, 10, lease).Records))
 }
 
+// A key's events go out in write order whatever their topic: an event that
+// is leased, backing off or parked holds back its key's later events on
+// other topics too.
+func testPerKeyAcrossTopics(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	onTopic := func(key, topic string) outbox.Event {
+		e := ev(key)
+		e.Topic = topic
+		return e
+	}
+	leased, backoff, parked := ev("l"), ev("b"), ev("p")
+	held := []outbox.Event{onTopic("l", "payments"), onTopic("b", "payments"), onTopic("p", "shipments")}
+	write(t, h, leased, backoff, parked)
+	write(t, h, held...)
+	c := claim(t, h, 3, lease)
+	require.Equal(t, []uuid.UUID{leased.ID, backoff.ID, parked.ID}, recIDs(c.Records))
+	require.NoError(t, h.Store.Fail(ctx, c.Token, []store.Failure{
+		{ID: backoff.ID, Err: "boom", Delay: time.Hour}, {ID: parked.ID, Err: "poison", Park: true}}))
+	other := onTopic("o", "payments")
+	write(t, h, other)
+	require.Equal(t, []uuid.UUID{other.ID}, recIDs(claim(t, h, 10, lease).Records))
+}
+
 func testLeaseExpiry(t *testing.T, h Harness) {
 	ctx := ctxT(t)
 	a, b := ev("a"), ev("a")
@@ -421,6 +447,8 @@ func testRelease(t *testing.T, h Harness) {
 	require.Equal(t, []uuid.UUID{b.ID}, recIDs(claim(t, h, 10, lease).Records))
 }
 
+// The janitor deletes settled events past the retention, published or
+// skipped, in bounded chunks, and never pending or parked ones.
 func testCleanup(t *testing.T, h Harness) {
 	ctx := ctxT(t)
 	var published []outbox.Event
@@ -429,10 +457,14 @@ func testCleanup(t *testing.T, h Harness) {
 	}
 	write(t, h, published...)
 	require.Len(t, claimAll(t, h), 5)
-	parked, pending := ev("x"), ev("y")
-	write(t, h, parked)
+	parked, skipped, pending := ev("x"), ev("s"), ev("y")
+	write(t, h, parked, skipped)
 	c := claim(t, h, 10, lease)
-	require.NoError(t, h.Store.Fail(ctx, c.Token, []store.Failure{{ID: parked.ID, Err: "poison", Park: true}}))
+	require.NoError(t, h.Store.Fail(ctx, c.Token, []store.Failure{
+		{ID: parked.ID, Err: "poison", Park: true}, {ID: skipped.ID, Err: "poison", Park: true}}))
+	admin, ok := h.Store.(store.Admin)
+	require.True(t, ok, "the store implements store.Admin")
+	require.NoError(t, admin.SkipParked(ctx, skipped.ID, store.Action{Actor: "test", Reason: "cleanup"}))
 	write(t, h, pending)
 
 	n, err := h.Store.DeletePublished(ctx, time.Hour, 100)
@@ -444,7 +476,9 @@ func testCleanup(t *testing.T, h Harness) {
 	require.Equal(t, 2, n, "bounded chunk")
 	n, err = h.Store.DeletePublished(ctx, time.Hour, 100)
 	require.NoError(t, err)
-	require.Equal(t, 3, n)
+	require.Equal(t, 4, n, "the other published events and the skipped one")
+	_, err = admin.GetEvent(ctx, skipped.ID)
+	require.ErrorIs(t, err, store.ErrNotFound, "a skipped event is settled: the retention applies to it")
 	st, err := h.Store.Stats(ctx)
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.Pending)
@@ -478,4 +512,154 @@ func testLegacyRows(t *testing.T, h Harness) {
 	require.Equal(t, data, string(r.Payload))
 	require.NotEqual(t, uuid.Nil, r.ID)
 	require.Zero(t, r.Attempts)
+}
+
+// The relay's statements take no range locks, so they never make a business
+// transaction wait, or deadlock with it. Each statement that settles a claim
+// or cleans up is held up on a row that a business transaction holds; while
+// it waits, a writer inserts events with IDs before, between and after the
+// rows it touches, and commits without waiting for it. (At MySQL's default
+// REPEATABLE READ these statements took next-key locks, and such inserts
+// waited, or deadlocked.)
+func testNoRangeLocks(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	round := byte(0)
+	// write writes events whose IDs start with the given bytes.
+	write := func(his ...byte) []outbox.Event {
+		round++
+		var events []outbox.Event
+		for _, hi := range his {
+			events = append(events, evAt(hi, round))
+		}
+		write(t, h, events...)
+		return events
+	}
+	// whileHeld runs op while the row of held is locked, waits until op
+	// waits for it, and then writes around the rows op touches.
+	whileHeld := func(name string, held uuid.UUID, op func() error) {
+		unlock, err := h.Lock(ctx, held)
+		require.NoError(t, err)
+		// A failing test must not leave the lock held: the table could not
+		// be dropped.
+		release := sync.OnceValue(unlock)
+		t.Cleanup(func() { _ = release() })
+		opDone := make(chan error, 1)
+		go func() { opDone <- op() }()
+		if !waitLockWaits(t, h, 1, opDone) {
+			t.Fatalf("%s did not wait for the locked row: %v", name, <-opDone)
+		}
+		round++
+		var around []outbox.Event
+		for _, hi := range []byte{0x00, 0x10, 0x30, 0x50, 0x70, 0x90, 0xb0, 0xd0, 0xff} {
+			around = append(around, evAt(hi, round))
+		}
+		writerDone := make(chan error, 1)
+		go func() {
+			tx, err := h.Begin(ctx)
+			if err == nil {
+				if err = tx.Add(ctx, around...); err == nil {
+					err = tx.Commit(ctx)
+				} else {
+					_ = tx.Rollback(ctx)
+				}
+			}
+			writerDone <- err
+		}()
+		// Either the writer commits, or it waits too (behind op).
+		blocked := waitLockWaits(t, h, 2, writerDone)
+		require.NoError(t, release())
+		require.NoError(t, <-opDone, name)
+		require.NoError(t, <-writerDone, "writer beside %s", name)
+		if blocked {
+			t.Errorf("a writer's insert waited for %s: it holds range locks", name)
+		}
+	}
+	// claimed claims every pending event; the statement under test holds
+	// up on the one with the highest ID, after the others.
+	claimed := func() (store.Claim, uuid.UUID) {
+		c := claim(t, h, 100, lease)
+		require.NotEmpty(t, c.Records)
+		held := slices.MaxFunc(recIDs(c.Records), func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+		return c, held
+	}
+
+	write(0x20, 0x40, 0x60, 0x80, 0xa0, 0xc0, 0xe0)
+	c, held := claimed()
+	whileHeld("MarkPublished", held, func() error {
+		n, err := h.Store.MarkPublished(ctx, c.Token, recIDs(c.Records))
+		if err == nil && n != len(c.Records) {
+			err = fmt.Errorf("marked %d of %d", n, len(c.Records))
+		}
+		return err
+	})
+	c, held = claimed()
+	whileHeld("Fail", held, func() error {
+		var fs []store.Failure
+		for _, r := range c.Records {
+			fs = append(fs, store.Failure{ID: r.ID, Err: "poison", Park: true})
+		}
+		return h.Store.Fail(ctx, c.Token, fs)
+	})
+	c, held = claimed()
+	whileHeld("Release", held, func() error {
+		return h.Store.Release(ctx, c.Token, recIDs(c.Records), time.Hour)
+	})
+	// The janitor holds up on the newest published event: the one with
+	// the highest ID, published last.
+	write(0x20, 0x40, 0x60, 0x80, 0xa0, 0xc0, 0xe0)
+	c, held = claimed()
+	for _, r := range c.Records {
+		if r.ID != held {
+			n, err := h.Store.MarkPublished(ctx, c.Token, []uuid.UUID{r.ID})
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+		}
+	}
+	n, err := h.Store.MarkPublished(ctx, c.Token, []uuid.UUID{held})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.NoError(t, h.AgePublished(ctx, 2*time.Hour))
+	old, err := h.Count(ctx, "published_at IS NOT NULL")
+	require.NoError(t, err)
+	whileHeld("DeletePublished", held, func() error {
+		n, err := h.Store.DeletePublished(ctx, time.Hour, 100)
+		if err == nil && int64(n) != old {
+			err = fmt.Errorf("deleted %d of %d", n, old)
+		}
+		return err
+	})
+}
+
+// evAt returns an event whose ID starts with the bytes hi and round, so that
+// it takes a chosen place in the primary key.
+func evAt(hi, round byte) outbox.Event {
+	e := ev(fmt.Sprintf("k-%x-%d", hi, round))
+	e.ID = uuid.New()
+	e.ID[0], e.ID[1] = hi, round
+	return e
+}
+
+// waitLockWaits waits until n statements on the table wait for a lock, and
+// reports true, or until done delivers, and reports false after putting the
+// value back.
+func waitLockWaits(t *testing.T, h Harness, n int, done chan error) bool {
+	t.Helper()
+	ctx := ctxT(t)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			done <- err
+			return false
+		case <-ctx.Done():
+			t.Fatalf("waiting for %d statements to wait for a lock: %v", n, ctx.Err())
+		case <-tick.C:
+			waits, err := h.LockWaits(ctx)
+			require.NoError(t, err)
+			if waits >= n {
+				return true
+			}
+		}
+	}
 }
