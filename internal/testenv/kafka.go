@@ -78,6 +78,13 @@ func KafkaVersion(brokers []string) (string, error) {
 // at the end of the test.
 func KafkaTopic(t testing.TB, brokers []string, partitions int32) string {
 	t.Helper()
+	return KafkaTopicWith(t, brokers, partitions, nil)
+}
+
+// KafkaTopicWith is KafkaTopic with topic configs, such as
+// {"max.message.bytes": "10000"}.
+func KafkaTopicWith(t testing.TB, brokers []string, partitions int32, configs map[string]string) string {
+	t.Helper()
 	topic := Table("outbox_test")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -86,7 +93,14 @@ func KafkaTopic(t testing.TB, brokers []string, partitions int32) string {
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := adm.CreateTopic(ctx, partitions, -1, nil, topic)
+	var cfg map[string]*string
+	for k, v := range configs {
+		if cfg == nil {
+			cfg = map[string]*string{}
+		}
+		cfg[k] = &v
+	}
+	resp, err := adm.CreateTopic(ctx, partitions, -1, cfg, topic)
 	if err == nil {
 		err = resp.Err
 	}
