@@ -49,7 +49,6 @@ func (r *Relay) publishBatch(ctx, work context.Context, claim store.Claim, claim
 			}
 		}
 		r.duplicates.Add(int64(o.dups)) // before publishing: a crash must not lose the count
-		reclaimed := o.dups
 		switch {
 		case !outbox.ValidTopic(topic):
 			for _, m := range msgs {
@@ -66,7 +65,6 @@ func (r *Relay) publishBatch(ctx, work context.Context, claim store.Claim, claim
 		default:
 			var unreachable bool
 			o, unreachable = r.publish(work, msgs, o)
-			r.duplicates.Add(int64(o.dups - reclaimed))
 			if unreachable {
 				r.breakerTrips++
 				pause = backoff(r.cfg.ErrorRetryInterval, min(maxPause, r.cfg.MaxBackoff), r.breakerTrips)
@@ -125,17 +123,30 @@ func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (outcom
 	}
 	start := time.Now()
 	errs := r.pub.Publish(pubCtx, out)
-	if r.cfg.Tracer != nil {
-		r.cfg.Tracer.TracePublishEnd(pubCtx, outbox.TracePublishEndData{Topic: topic, Messages: out, Errs: errs, Duration: time.Since(start)})
-	}
+	took := time.Since(start)
 	if errs != nil && len(errs) != len(msgs) {
-		// A publisher that breaks the contract: nothing is known to be sent.
-		err := fmt.Errorf("publisher returned %d outcomes for %d messages", len(errs), len(msgs))
+		// A publisher that breaks the contract: any message may be on the
+		// broker.
+		err := fmt.Errorf("%w: publisher returned %d outcomes for %d messages", outbox.ErrUnknownOutcome, len(errs), len(msgs))
 		r.cfg.Logger.Error("relay: "+err.Error(), "topic", topic)
 		errs = make([]error, len(msgs))
 		for i := range errs {
 			errs[i] = err
 		}
+	}
+	// Count the messages that may be on the broker although they failed
+	// before the tracer hears of the publish and before any settle: a
+	// crash right after must not lose the count.
+	uncertain := 0
+	for _, err := range errs {
+		if errors.Is(err, outbox.ErrUnknownOutcome) {
+			uncertain++
+		}
+	}
+	o.dups += uncertain
+	r.duplicates.Add(int64(uncertain))
+	if r.cfg.Tracer != nil {
+		r.cfg.Tracer.TracePublishEnd(pubCtx, outbox.TracePublishEndData{Topic: topic, Messages: out, Errs: errs, Duration: took})
 	}
 	// A publish that ran into the relay's own deadline met a broker that
 	// does not answer (blackholed, or stalled): like an unreachable one, it
@@ -146,11 +157,6 @@ func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (outcom
 		var err error
 		if errs != nil {
 			err = errs[i]
-		}
-		if err != nil && uncertain(err) {
-			// The broker may have appended the message before the error
-			// (a lost ack, a timeout): publishing it again may duplicate it.
-			o.dups++
 		}
 		switch {
 		case err == nil:
@@ -176,13 +182,6 @@ func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (outcom
 		}
 	}
 	return o, allUnreachable
-}
-
-// uncertain reports whether a failed message may have reached the broker
-// all the same: everything but a skip (never sent) and a permanent rejection
-// (refused by the broker).
-func uncertain(err error) bool {
-	return !errors.Is(err, outbox.ErrSkipped) && !errors.Is(err, outbox.ErrPermanent)
 }
 
 // onlyUnreachable reports whether no message went out and every failure is

@@ -42,7 +42,7 @@ func TestTerminatedConnections(t *testing.T) {
 	require.NoError(t, err)
 
 	check := faulttest.NewChecker()
-	rec := faulttest.NewRecorder(0, 1)
+	rec := faulttest.NewRecorder()
 	cfg := relaytest.FastConfig()
 	cfg.Lease = 3 * time.Second // bounds the wait for a claim whose answer was lost
 	r, _ := relaytest.Start(t, relayStore, broker.NewWatermill(rec), cfg)
@@ -73,7 +73,7 @@ func TestTerminatedConnections(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	st := testenv.PostgresStore(t, postgres.Config{})
-	_, err := relay.New(st, broker.NewWatermill(faulttest.NewRecorder(0, 1)), relay.Config{BatchSize: -1, Lease: time.Millisecond})
+	_, err := relay.New(st, broker.NewWatermill(faulttest.NewRecorder()), relay.Config{BatchSize: -1, Lease: time.Millisecond})
 	require.ErrorContains(t, err, "Config.BatchSize")
 	require.ErrorContains(t, err, "Config.Lease")
 	_, err = relay.New(nil, nil, relay.Config{})
