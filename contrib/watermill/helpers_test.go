@@ -54,15 +54,16 @@ func runRelay(t *testing.T, st store.Store, pub broker.Publisher) *relay.Relay {
 // kafkaSubscriber returns a Watermill Kafka subscriber in consumer group
 // group ("" for none) that starts from the oldest offset, as a new service
 // would, and unmarshals with u.
-func kafkaSubscriber(t testing.TB, addr, group string, u wkafka.Unmarshaler) *wkafka.Subscriber {
+func kafkaSubscriber(t testing.TB, brokers []string, group string, u wkafka.Unmarshaler) *wkafka.Subscriber {
 	t.Helper()
 	cfg := wkafka.DefaultSaramaSubscriberConfig()
+	cfg.Version = sarama.V2_8_0_0 // Kafka 4 serves 2.1 and later
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Consumer.Group.Heartbeat.Interval = 100 * time.Millisecond
 	cfg.Consumer.Group.Rebalance.Timeout = time.Second
 	cfg.Consumer.Offsets.AutoCommit.Interval = 100 * time.Millisecond
 	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
-		Brokers: []string{addr}, Unmarshaler: u, OverwriteSaramaConfig: cfg,
+		Brokers: brokers, Unmarshaler: u, OverwriteSaramaConfig: cfg,
 		ConsumerGroup: group, ReconnectRetrySleep: 100 * time.Millisecond,
 		// For SubscribeInitialize, which the universal suite calls.
 		InitializeTopicDetails: &sarama.TopicDetail{NumPartitions: 3, ReplicationFactor: 1},
