@@ -75,6 +75,9 @@ func Start(t testing.TB, n int) *Cluster {
 		c.wait(i)
 	}
 	c.waitHealthy()
+	if version, err := testenv.KafkaVersion(c.Brokers()); err == nil {
+		t.Logf("Kafka cluster: %s at %s", version, strings.Join(c.Brokers(), ","))
+	}
 	return c
 }
 
