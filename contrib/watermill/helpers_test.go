@@ -57,7 +57,6 @@ func runRelay(t *testing.T, st store.Store, pub broker.Publisher) *relay.Relay {
 func kafkaSubscriber(t testing.TB, brokers []string, group string, u wkafka.Unmarshaler) *wkafka.Subscriber {
 	t.Helper()
 	cfg := wkafka.DefaultSaramaSubscriberConfig()
-	cfg.Version = sarama.V2_8_0_0 // Kafka 4 serves 2.1 and later
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Consumer.Group.Heartbeat.Interval = 100 * time.Millisecond
 	cfg.Consumer.Group.Rebalance.Timeout = time.Second

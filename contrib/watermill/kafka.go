@@ -46,7 +46,7 @@ func NewKafkaPublisher(brokers []string) (*broker.Watermill, *wmkafka.Publisher,
 func SaramaProducerConfig() *sarama.Config {
 	c := sarama.NewConfig()
 	c.ClientID = "outbox"
-	c.Version = sarama.V2_8_0_0 // idempotence needs 0.11; Kafka 4 serves 2.1 and later
+	c.Version = sarama.V2_8_0_0 // idempotent produce needs 0.11 or later
 	c.Net.MaxOpenRequests = 1
 	c.Net.DialTimeout = 3 * time.Second
 	c.Net.ReadTimeout = 3 * time.Second
