@@ -350,10 +350,22 @@ func TestSingleBrokerOutage(t *testing.T) {
 	// Outage: the relays meet a dead broker, then refused connections. A
 	// publisher that never connected sends nothing.
 	flowing()
+	warm := newPublisher(t, kafka.Config{Brokers: c.Brokers(), DeliveryTimeout: 2 * time.Second})
+	require.Nil(t, publish(t, warm, message(topic, "w", "w0")))
 	down := time.Now()
 	c.Kill(0)
 	fresh := newPublisher(t, kafka.Config{Brokers: c.Brokers(), DeliveryTimeout: 2 * time.Second})
 	errs := publish(t, fresh, message(topic, "x", "x1"), message(topic, "x", "x2"))
+	require.ErrorIs(t, errs[0], outbox.ErrUnreachable)
+	require.ErrorIs(t, errs[1], outbox.ErrSkipped)
+	for _, err := range errs {
+		require.NotErrorIs(t, err, outbox.ErrUnknownOutcome, "no connection, no request")
+	}
+	// A publisher that knows the topic: its first call may write into the
+	// connection the broker left; the next one meets refused connections.
+	errs = publish(t, warm, message(topic, "w", "w1"))
+	t.Logf("warm publisher's first call after the kill: %v", errs)
+	errs = publish(t, warm, message(topic, "v", "v1"), message(topic, "v", "v2"))
 	require.ErrorIs(t, errs[0], outbox.ErrUnreachable)
 	require.ErrorIs(t, errs[1], outbox.ErrSkipped)
 	for _, err := range errs {
