@@ -211,7 +211,7 @@ func testRollbackNeverPublished(t *testing.T, h storetest.Harness, b Broker) {
 	check.RolledBack(failed)
 
 	commit(t, h, check, b.event("s", 0))
-	Eventually(t, 20*time.Second, "sentinel", func() bool { return check.Missing(b.Received()) == 0 })
+	Eventually(t, 30*time.Second, "sentinel", func() bool { return check.Missing(b.Received()) == 0 })
 	report := check.Check(b.Received(), 0)
 	require.True(t, report.OK(), report.String())
 	require.Equal(t, 3, report.Received)
@@ -272,8 +272,8 @@ func testPoisonParked(t *testing.T, h storetest.Harness, b Broker) {
 	}
 	commit(t, h, check, others...)
 
-	Eventually(t, 10*time.Second, "poison parked", func() bool { return count(t, h, "parked_at IS NOT NULL") == 1 })
-	Eventually(t, 10*time.Second, "other keys flow", func() bool { return check.Missing(b.Received()) == 0 })
+	Eventually(t, 30*time.Second, "poison parked", func() bool { return count(t, h, "parked_at IS NOT NULL") == 1 })
+	Eventually(t, 30*time.Second, "other keys flow", func() bool { return check.Missing(b.Received()) == 0 })
 	retries, lastErr, err := h.Row(ctx, poison.ID)
 	require.NoError(t, err)
 	require.Contains(t, lastErr, "schema registry says no")
@@ -287,7 +287,7 @@ func testPoisonParked(t *testing.T, h storetest.Harness, b Broker) {
 	tooBig := b.event("other-poison", 0)
 	pub.FailID(tooBig.ID, fmt.Errorf("%w: message too large", outbox.ErrPermanent))
 	commit(t, h, nil, tooBig)
-	Eventually(t, 10*time.Second, "permanent parked", func() bool { return count(t, h, "parked_at IS NOT NULL") == 2 })
+	Eventually(t, 30*time.Second, "permanent parked", func() bool { return count(t, h, "parked_at IS NOT NULL") == 2 })
 	retries, _, err = h.Row(ctx, tooBig.ID)
 	require.NoError(t, err)
 	require.Equal(t, 1, retries, "parked at its first attempt")
@@ -304,11 +304,11 @@ func testOutage(t *testing.T, h storetest.Harness, b Broker) {
 	for k := range 10 {
 		commit(t, h, check, b.event(fmt.Sprint("k", k), 0), b.event(fmt.Sprint("k", k), 1))
 	}
-	Eventually(t, 10*time.Second, "claims meet the outage", func() bool { return r.Stats().Released >= 40 })
+	Eventually(t, 30*time.Second, "claims meet the outage", func() bool { return r.Stats().Released >= 40 })
 	require.Zero(t, count(t, h, "retry_count > 0"))
 	require.Zero(t, count(t, h, "parked_at IS NOT NULL"))
 	pub.SetDown(nil)
-	Eventually(t, 20*time.Second, "all published after the outage", func() bool { return check.Missing(b.Received()) == 0 })
+	Eventually(t, 30*time.Second, "all published after the outage", func() bool { return check.Missing(b.Received()) == 0 })
 	report := check.Check(b.Received(), r.Stats().PossibleDuplicates)
 	require.True(t, report.OK(), report.String())
 }
@@ -323,7 +323,7 @@ func testWake(t *testing.T, h storetest.Harness, b Broker) {
 	time.Sleep(50 * time.Millisecond) // the first claim found nothing; the relay sleeps
 	for i := range 5 {
 		commit(t, h, check, b.event("k", i))
-		Eventually(t, 10*time.Second, "woken relay", func() bool { return check.Missing(b.Received()) == 0 })
+		Eventually(t, 30*time.Second, "woken relay", func() bool { return check.Missing(b.Received()) == 0 })
 	}
 }
 
@@ -343,7 +343,7 @@ func testJanitor(t *testing.T, h storetest.Harness, b Broker) {
 		commit(t, h, nil, b.event(fmt.Sprint("k", i), 0))
 	}
 	commit(t, h, nil, poison, blocked)
-	Eventually(t, 20*time.Second, "published rows deleted", func() bool { return count(t, h, "1 = 1") == 2 })
+	Eventually(t, 30*time.Second, "published rows deleted", func() bool { return count(t, h, "1 = 1") == 2 })
 	require.Equal(t, int64(1), count(t, h, "parked_at IS NOT NULL"))
 	require.Equal(t, int64(1), count(t, h, "published_at IS NULL AND parked_at IS NULL"))
 }
@@ -381,7 +381,9 @@ func testShutdown(t *testing.T, h storetest.Harness, b Broker) {
 func testShutdownMarks(t *testing.T, h storetest.Harness, b Broker) {
 	pub := b.flaky(0, 1)
 	unblock := pub.Block()
-	_, stop := Start(t, h.Store, pub, FastConfig())
+	cfg := FastConfig()
+	cfg.ShutdownTimeout = 30 * time.Second // room for a real broker's first publish on a loaded machine
+	_, stop := Start(t, h.Store, pub, cfg)
 	commit(t, h, nil, b.event("k", 0), b.event("k", 1))
 	Eventually(t, 5*time.Second, "batch in flight", func() bool { return count(t, h, "lease_token IS NOT NULL") > 0 })
 	var wg sync.WaitGroup
@@ -390,7 +392,7 @@ func testShutdownMarks(t *testing.T, h storetest.Harness, b Broker) {
 	unblock() // the broker answers during the grace period
 	wg.Wait()
 	require.Equal(t, int64(2), count(t, h, "published_at IS NOT NULL"))
-	Eventually(t, 10*time.Second, "both on the broker", func() bool { return len(b.Received()) == 2 })
+	Eventually(t, 30*time.Second, "both on the broker", func() bool { return len(b.Received()) == 2 })
 }
 
 // Shutdown is prompt also while the circuit breaker holds the relay back and
