@@ -35,6 +35,9 @@ func Example() {
 			outbox.HeaderEventType:     "order.placed",
 		},
 	}})
+	for _, err := range errs {
+		fmt.Println(err) // unknown outcome, unreachable, permanent...: see broker.Publisher
+	}
 	fmt.Println("all published:", errs == nil)
 	// Output: all published: true
 }
