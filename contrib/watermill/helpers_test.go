@@ -54,7 +54,7 @@ func runRelay(t *testing.T, st store.Store, pub broker.Publisher) *relay.Relay {
 // kafkaSubscriber returns a Watermill Kafka subscriber in consumer group
 // group ("" for none) that starts from the oldest offset, as a new service
 // would, and unmarshals with u.
-func kafkaSubscriber(t testing.TB, brokers []string, group string, u wkafka.Unmarshaler) *wkafka.Subscriber {
+func kafkaSubscriber(t testing.TB, brokers []string, group string, u wkafka.Unmarshaler) *readySubscriber {
 	t.Helper()
 	cfg := wkafka.DefaultSaramaSubscriberConfig()
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -68,7 +68,24 @@ func kafkaSubscriber(t testing.TB, brokers []string, group string, u wkafka.Unma
 		InitializeTopicDetails: &sarama.TopicDetail{NumPartitions: 3, ReplicationFactor: 1},
 	}, watermill.NopLogger{})
 	require.NoError(t, err)
-	return sub
+	return &readySubscriber{sub, t, brokers}
+}
+
+// readySubscriber's SubscribeInitialize returns once the new topic's
+// partitions are served: a subscriber without a group fails at once on a
+// partition whose leader has not taken it up yet.
+type readySubscriber struct {
+	*wkafka.Subscriber
+	t       testing.TB
+	brokers []string
+}
+
+func (s *readySubscriber) SubscribeInitialize(topic string) error {
+	if err := s.Subscriber.SubscribeInitialize(topic); err != nil {
+		return err
+	}
+	testenv.KafkaTopicReady(s.t, s.brokers, topic, 3)
+	return nil
 }
 
 // receive reads n messages from msgs, acking each, or fails after timeout.
