@@ -36,6 +36,13 @@ var (
 	// message with the same topic and key failed in the same call. The relay
 	// releases it without counting an attempt.
 	ErrSkipped = errors.New("skipped after an earlier failure of the same key")
+	// ErrUnknownOutcome marks a failed message that the broker may have
+	// appended all the same: its request may have reached the broker, and
+	// no answer says it was refused (a timeout, a lost answer, a connection
+	// that broke after the write). The relay counts each such message as a
+	// possible duplicate, and only these. It may come with ErrUnreachable
+	// or a transient error, never with ErrPermanent or ErrSkipped.
+	ErrUnknownOutcome = errors.New("outcome unknown: the broker may have appended the message")
 )
 
 // ValidationError reports an event rejected before any SQL ran. The caller's

@@ -30,8 +30,9 @@ type TraceWriteEndData struct {
 
 // PublishTracer traces the relay's publishing. The relay calls
 // TracePublishStart before it hands the messages of one topic in one batch to
-// the broker, and TracePublishEnd with the outcome. TracePublishStart may edit
-// the messages' headers, e.g. to drop a malformed trace context.
+// the broker, and TracePublishEnd with the outcome, before it records the
+// outcome in the store. TracePublishStart may edit the messages' headers,
+// e.g. to drop a malformed trace context.
 type PublishTracer interface {
 	TracePublishStart(ctx context.Context, data TracePublishStartData) context.Context
 	TracePublishEnd(ctx context.Context, data TracePublishEndData)
@@ -74,8 +75,9 @@ type TraceSettleData struct {
 	Released int
 	// Parked were given up on (permanent error or attempts used up).
 	Parked int
-	// PossibleDuplicates were published although another relay may have
-	// published them too: re-claimed after a lost lease, or marked too late.
+	// PossibleDuplicates may be on the broker more than once: re-claimed
+	// after a lost lease, marked too late, or failed with an outcome that
+	// is unknown (outbox.ErrUnknownOutcome).
 	PossibleDuplicates int
 	// Lags holds, for each published message, the time from its write to
 	// its publication: created_at (the database's now() in the writing

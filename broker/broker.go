@@ -17,11 +17,14 @@ import (
 // Publish returns nil when the broker accepted every message, else one error
 // per message (nil for the accepted ones). It must keep per-key order: messages
 // with the same topic and key reach the broker in slice order, and once one of
-// them fails the later ones are not sent and get an error wrapping
-// [outbox.ErrSkipped]. Errors are classified by wrapping
+// them fails no later one is appended before it; the later ones get an error
+// wrapping [outbox.ErrSkipped], or [outbox.ErrUnknownOutcome] when they may
+// have been appended after it. Errors are classified by wrapping
 // [outbox.ErrPermanent] (the broker will never accept the message) or
 // [outbox.ErrUnreachable] (the broker could not be reached); anything else is
-// transient. Publish returns when every message has an outcome or ctx is done.
+// transient. A failed message that the broker may have appended all the same
+// also wraps [outbox.ErrUnknownOutcome]: the relay counts it as a possible
+// duplicate. Publish returns when every message has an outcome or ctx is done.
 type Publisher interface {
 	Publish(ctx context.Context, msgs []*outbox.Message) []error
 }

@@ -12,12 +12,21 @@ import (
 	"github.com/outboxkit/outbox"
 )
 
+// MetadataPartitionKey is the Watermill metadata that carries the event key,
+// so that a marshaler can partition by it (watermill-kafka's partitioning
+// marshaler, or contrib/watermill's KafkaMarshaler).
+const MetadataPartitionKey = "partition_key"
+
 // Watermill publishes through any Watermill message.Publisher. Each message is
 // published with its own Publish call, so that each gets its own outcome; use
 // broker/kafka for Kafka, which produces a batch in bulk.
 //
 // The message UUID is the event ID; the metadata are the message headers
-// without HeaderMessageUUID (Watermill marshalers add it from the UUID).
+// without HeaderMessageUUID (Watermill marshalers add it from the UUID),
+// plus the event key as [MetadataPartitionKey] when the event has one.
+//
+// Once a message fails as unreachable, the later ones of the call are not
+// sent: they fail as unreachable too.
 type Watermill struct {
 	pub      message.Publisher
 	classify func(error) error
@@ -27,9 +36,13 @@ type Watermill struct {
 type WatermillOption func(*Watermill)
 
 // WithClassifier sets the function that wraps a publisher's errors with
-// [outbox.ErrPermanent] or [outbox.ErrUnreachable]. The default classifies
-// connection-refused and connection-reset errors as unreachable and leaves
-// everything else transient.
+// [outbox.ErrPermanent], [outbox.ErrUnreachable] and
+// [outbox.ErrUnknownOutcome]. The default is conservative, since a
+// Watermill publisher does not say whether a failed message reached the
+// broker: a refused connection or an unreachable host is unreachable and was
+// not sent; a reset connection is unreachable with an unknown outcome (it
+// may break after the write); every other error has an unknown outcome. An
+// error the publisher already classified is left as it is.
 func WithClassifier(classify func(error) error) WatermillOption {
 	return func(w *Watermill) { w.classify = classify }
 }
@@ -48,6 +61,7 @@ func NewWatermill(pub message.Publisher, opts ...WatermillOption) *Watermill {
 func (w *Watermill) Publish(ctx context.Context, msgs []*outbox.Message) []error {
 	var errs []error
 	failed := map[[2]string]bool{}
+	var unreachable error
 	for i, m := range msgs {
 		var err error
 		switch k := [2]string{m.Topic, m.Key}; {
@@ -55,10 +69,16 @@ func (w *Watermill) Publish(ctx context.Context, msgs []*outbox.Message) []error
 			err = ctx.Err()
 		case m.Key != "" && failed[k]:
 			err = outbox.ErrSkipped
+		case unreachable != nil:
+			err = fmt.Errorf("%w: not sent after %v", outbox.ErrUnreachable, unreachable)
+			failed[k] = true
 		default:
 			if err = w.pub.Publish(m.Topic, ToWatermill(ctx, m)); err != nil {
 				err = w.classify(fmt.Errorf("publish %s: %w", m.Topic, err))
 				failed[k] = true
+				if errors.Is(err, outbox.ErrUnreachable) {
+					unreachable = err
+				}
 			}
 		}
 		if err != nil {
@@ -72,19 +92,28 @@ func (w *Watermill) Publish(ctx context.Context, msgs []*outbox.Message) []error
 }
 
 // ToWatermill converts m into a Watermill message: UUID = event ID, payload =
-// value, metadata = headers (without HeaderMessageUUID).
+// value, metadata = headers (without HeaderMessageUUID), and the key as
+// [MetadataPartitionKey] when m has one.
 func ToWatermill(ctx context.Context, m *outbox.Message) *message.Message {
 	wm := message.NewMessage(m.ID.String(), m.Value)
-	wm.Metadata = make(message.Metadata, len(m.Headers))
+	wm.Metadata = make(message.Metadata, len(m.Headers)+1)
 	maps.Copy(wm.Metadata, m.Headers)
 	delete(wm.Metadata, outbox.HeaderMessageUUID)
+	if m.Key != "" {
+		wm.Metadata[MetadataPartitionKey] = m.Key
+	}
 	wm.SetContext(ctx)
 	return wm
 }
 
 func classifyNetError(err error) error {
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EHOSTUNREACH) {
+	switch {
+	case errors.Is(err, outbox.ErrPermanent) || errors.Is(err, outbox.ErrUnreachable) || errors.Is(err, outbox.ErrUnknownOutcome):
+		return err // classified by the publisher
+	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
 		return fmt.Errorf("%w: %w", outbox.ErrUnreachable, err)
+	case errors.Is(err, syscall.ECONNRESET):
+		return fmt.Errorf("%w: %w: %w", outbox.ErrUnreachable, outbox.ErrUnknownOutcome, err)
 	}
-	return err
+	return fmt.Errorf("%w: %w", outbox.ErrUnknownOutcome, err)
 }

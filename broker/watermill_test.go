@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
@@ -27,7 +28,7 @@ func msg(key string, n int) *outbox.Message {
 // UUID, and their headers (but the UUID header) as metadata.
 func TestWatermillPerKeySkip(t *testing.T) {
 	t.Parallel()
-	rec := faulttest.NewRecorder(0, 1)
+	rec := faulttest.NewRecorder()
 	a1, a2, b1, a3 := msg("a", 1), msg("a", 2), msg("b", 1), msg("a", 3)
 	rec.FailID(a2.ID, errors.New("boom"))
 	errs := broker.NewWatermill(rec).Publish(context.Background(), []*outbox.Message{a1, a2, b1, a3})
@@ -50,7 +51,7 @@ func TestWatermillPerKeySkip(t *testing.T) {
 // can mark other errors permanent. All accepted → nil.
 func TestWatermillClassification(t *testing.T) {
 	t.Parallel()
-	rec := faulttest.NewRecorder(0, 1)
+	rec := faulttest.NewRecorder()
 	rec.SetDown(fmt.Errorf("dial tcp 127.0.0.1:1: %w", syscall.ECONNREFUSED))
 	errs := broker.NewWatermill(rec).Publish(context.Background(), []*outbox.Message{msg("a", 1)})
 	require.ErrorIs(t, errs[0], outbox.ErrUnreachable)
@@ -61,5 +62,64 @@ func TestWatermillClassification(t *testing.T) {
 	require.ErrorIs(t, errs[0], outbox.ErrPermanent)
 
 	rec.SetDown(nil)
-	require.Nil(t, broker.NewWatermill(rec).Publish(context.Background(), []*outbox.Message{msg("a", 1), msg("b", 1)}))
+	faulttest.RequireAccepted(t, broker.NewWatermill(rec).Publish(context.Background(), []*outbox.Message{msg("a", 1), msg("b", 1)}))
+}
+
+// The default classifier is conservative: a Watermill publisher does not
+// say whether a failed message reached the broker. A refused connection was
+// not sent; a reset one or any other error may have been appended.
+func TestWatermillUnknownOutcome(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err                  error
+		unreachable, unknown bool
+	}{
+		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), true, false},
+		{fmt.Errorf("read: %w", syscall.ECONNRESET), true, true},
+		{errors.New("kafka: client has run out of available brokers"), false, true},
+		{fmt.Errorf("%w: too large", outbox.ErrPermanent), false, false},
+		{fmt.Errorf("%w: down", outbox.ErrUnreachable), true, false},
+	} {
+		rec := faulttest.NewRecorder()
+		rec.SetDown(tc.err)
+		errs := broker.NewWatermill(rec).Publish(context.Background(), []*outbox.Message{msg("a", 1)})
+		require.Equal(t, tc.unreachable, errors.Is(errs[0], outbox.ErrUnreachable), "%v", tc.err)
+		require.Equal(t, tc.unknown, errors.Is(errs[0], outbox.ErrUnknownOutcome), "%v", tc.err)
+		require.ErrorIs(t, errs[0], tc.err)
+	}
+}
+
+// Once the broker proved unreachable, the rest of the call is not sent, so
+// that an outage is reported after one publish, not one per message.
+func TestWatermillStopsWhenUnreachable(t *testing.T) {
+	t.Parallel()
+	rec := faulttest.NewRecorder()
+	rec.SetDown(fmt.Errorf("dial: %w", syscall.ECONNREFUSED))
+	pub := &counting{Publisher: rec}
+	errs := broker.NewWatermill(pub).Publish(context.Background(), []*outbox.Message{msg("a", 1), msg("b", 1), msg("a", 2)})
+	require.ErrorIs(t, errs[0], outbox.ErrUnreachable)
+	require.ErrorIs(t, errs[1], outbox.ErrUnreachable)
+	require.ErrorIs(t, errs[2], outbox.ErrSkipped)
+	require.Equal(t, 1, pub.calls, "one publish reached the publisher")
+}
+
+type counting struct {
+	message.Publisher
+	calls int
+}
+
+func (c *counting) Publish(topic string, msgs ...*message.Message) error {
+	c.calls++
+	return c.Publisher.Publish(topic, msgs...)
+}
+
+// The event key travels as the partition_key metadata, which Watermill's
+// partitioning marshalers read; an event without a key has none.
+func TestToWatermillCarriesTheKey(t *testing.T) {
+	t.Parallel()
+	wm := broker.ToWatermill(context.Background(), msg("order-42", 1))
+	require.Equal(t, "order-42", wm.Metadata.Get(broker.MetadataPartitionKey))
+	unkeyed := msg("", 2)
+	_, ok := broker.ToWatermill(context.Background(), unkeyed).Metadata[broker.MetadataPartitionKey]
+	require.False(t, ok)
 }

@@ -45,9 +45,14 @@ func (p failingPublisher) Publish(topic string, msgs ...*message.Message) error 
 	return p.Publisher.Publish(topic, msgs...)
 }
 
+// classifyRejected makes a rejection permanent and a busy broker's error an
+// unknown outcome: it may have appended the message before it answered.
 func classifyRejected(err error) error {
-	if errors.Is(err, errRejected) {
+	switch {
+	case errors.Is(err, errRejected):
 		return fmt.Errorf("%w: %w", outbox.ErrPermanent, err)
+	case errors.Is(err, errBusy):
+		return fmt.Errorf("%w: %w", outbox.ErrUnknownOutcome, err)
 	}
 	return err
 }
@@ -99,7 +104,7 @@ func TestMetrics(t *testing.T) {
 		{"outbox.relay.failed", "orders", 1}, {"outbox.relay.failed", "invoices", 0},
 		{"outbox.relay.parked", "orders", 1}, {"outbox.relay.parked", "invoices", 0},
 		{"outbox.relay.released", "orders", 0},
-		// The transient failure is an uncertain send: its retry may duplicate it.
+		// The busy broker's failure is an unknown outcome: its retry may duplicate it.
 		{"outbox.relay.possible_duplicates", "orders", 1}, {"outbox.relay.possible_duplicates", "invoices", 0},
 	} {
 		require.Equal(t, c.want, m.sum(c.name, c.topic), "%s{%s}", c.name, c.topic)

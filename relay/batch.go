@@ -98,7 +98,6 @@ func (r *Relay) publishTopic(work context.Context, topic string, msgs []relayed,
 		}
 	}
 	r.duplicates.Add(int64(o.dups)) // before publishing: a crash must not lose the count
-	reclaimed := o.dups
 	switch {
 	case len(send) == 0:
 	case !outbox.ValidTopic(topic):
@@ -116,7 +115,6 @@ func (r *Relay) publishTopic(work context.Context, topic string, msgs []relayed,
 	default:
 		var unreachable error
 		o, unreachable = r.publish(work, send, o)
-		r.duplicates.Add(int64(o.dups - reclaimed))
 		if unreachable != nil {
 			pause = r.brokerDown(topic, len(send), unreachable)
 		} else {
@@ -220,18 +218,30 @@ func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (_ outc
 	}
 	start := time.Now()
 	errs := r.pub.Publish(pubCtx, out)
-	elapsed := time.Since(start)
-	if r.cfg.Tracer != nil {
-		r.cfg.Tracer.TracePublishEnd(pubCtx, outbox.TracePublishEndData{Topic: topic, Messages: out, Errs: errs, Duration: elapsed})
-	}
+	took := time.Since(start)
 	if errs != nil && len(errs) != len(msgs) {
-		// A publisher that breaks the contract: nothing is known to be sent.
-		err := fmt.Errorf("publisher returned %d outcomes for %d messages", len(errs), len(msgs))
+		// A publisher that breaks the contract: any message may be on the
+		// broker.
+		err := fmt.Errorf("%w: publisher returned %d outcomes for %d messages", outbox.ErrUnknownOutcome, len(errs), len(msgs))
 		r.cfg.Logger.Error("relay: "+err.Error(), "topic", topic)
 		errs = make([]error, len(msgs))
 		for i := range errs {
 			errs[i] = err
 		}
+	}
+	// Count the messages that may be on the broker although they failed
+	// before the tracer hears of the publish and before any settle: a
+	// crash right after must not lose the count.
+	uncertain := 0
+	for _, err := range errs {
+		if errors.Is(err, outbox.ErrUnknownOutcome) {
+			uncertain++
+		}
+	}
+	o.dups += uncertain
+	r.duplicates.Add(int64(uncertain))
+	if r.cfg.Tracer != nil {
+		r.cfg.Tracer.TracePublishEnd(pubCtx, outbox.TracePublishEndData{Topic: topic, Messages: out, Errs: errs, Duration: took})
 	}
 	// A publish that ran into the relay's own deadline met a broker that
 	// does not answer (blackholed, or stalled): like an unreachable one, it
@@ -242,11 +252,6 @@ func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (_ outc
 		var err error
 		if errs != nil {
 			err = errs[i]
-		}
-		if err != nil && uncertain(err) {
-			// The broker may have appended the message before the error
-			// (a lost ack, a timeout): publishing it again may duplicate it.
-			o.dups++
 		}
 		switch {
 		case err == nil:
@@ -279,15 +284,8 @@ func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (_ outc
 		}
 		return o, pubCtx.Err()
 	}
-	r.cfg.Logger.Debug("relay: published", "topic", topic, "count", len(o.published), "failed", len(o.failures), "duration", elapsed)
+	r.cfg.Logger.Debug("relay: published", "topic", topic, "count", len(o.published), "failed", len(o.failures), "duration", took)
 	return o, nil
-}
-
-// uncertain reports whether a failed message may have reached the broker
-// all the same: everything but a skip (never sent) and a permanent rejection
-// (refused by the broker).
-func uncertain(err error) bool {
-	return !errors.Is(err, outbox.ErrSkipped) && !errors.Is(err, outbox.ErrPermanent)
 }
 
 // onlyUnreachable reports whether no message went out and every failure is

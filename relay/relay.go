@@ -12,9 +12,10 @@
 //
 // Guarantees: an event is published at least once if and only if its
 // transaction committed; events of one key are published in the order they
-// were written, whatever their topic, with any number of relays; duplicates arise only from an
-// uncertain step (a crash between publish and mark, a lost lease) and are
-// counted in Stats.PossibleDuplicates. Consumers dedupe on the event ID.
+// were written, whatever their topic, with any number of relays; duplicates
+// arise only from an uncertain step (a crash between publish and mark, a lost
+// lease, a publish whose outcome is unknown) and are counted in
+// Stats.PossibleDuplicates. Consumers dedupe on the event ID.
 //
 // A parked event blocks the later events of its key, on every topic, to keep
 // their order, until an operator retries or skips it (see cmd/outbox parked); other keys
@@ -63,10 +64,11 @@ type Stats struct {
 	// PossibleDuplicates counts events that may reach the broker more than
 	// once because of an uncertain step: re-claimed after an earlier claim
 	// never settled (its relay crashed or stalled past the lease), published
-	// after this relay's own lease was lost, or failed in a way that does not
-	// rule out that the broker appended them (a timeout, a lost ack), so
-	// that they will be published again. Duplicates on the broker never
-	// exceed the sum of this counter over all relays.
+	// after this relay's own lease was lost, or failed with an error that
+	// wraps outbox.ErrUnknownOutcome (the broker may have appended them),
+	// so that they will be published again. Duplicates on the broker never
+	// exceed the sum of this counter over all relays. A publish's unknown
+	// outcomes are counted before the tracer's TracePublishEnd runs.
 	PossibleDuplicates int64
 }
 

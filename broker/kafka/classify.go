@@ -1,39 +1,44 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"syscall"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/outboxkit/outbox"
 )
 
 // permanentErrors are answers that no retry changes: the message itself is
-// wrong for the topic.
+// wrong for the topic. The broker refuses such a batch before appending
+// anything of it.
 var permanentErrors = []error{
-	sarama.ErrMessageSizeTooLarge,
-	sarama.ErrMessageSetSizeTooLarge,
-	sarama.ErrInvalidTopic,
-	sarama.ErrInvalidRecord,
+	kerr.MessageTooLarge,
+	kerr.RecordListTooLarge,
+	kerr.InvalidTopicException,
+	kerr.InvalidRecord,
 }
 
 // unreachableErrors mean the cluster could not take the message at all: no
-// broker answered, or the partition had no leader or not enough replicas.
-// The relay does not count an attempt for them.
+// broker answered in time, or the partition had no leader or not enough
+// replicas. The relay does not count an attempt for them.
 var unreachableErrors = []error{
-	sarama.ErrOutOfBrokers,
-	sarama.ErrNotConnected,
-	sarama.ErrBrokerNotAvailable,
-	sarama.ErrLeaderNotAvailable,
-	sarama.ErrNotLeaderForPartition,
-	sarama.ErrRequestTimedOut,
-	sarama.ErrNetworkException,
-	sarama.ErrNotEnoughReplicas,
-	sarama.ErrNotEnoughReplicasAfterAppend,
+	kgo.ErrRecordTimeout,
+	kgo.ErrAborting,
+	context.DeadlineExceeded,
+	kerr.LeaderNotAvailable,
+	kerr.NotLeaderForPartition,
+	kerr.BrokerNotAvailable,
+	kerr.NetworkException,
+	kerr.RequestTimedOut,
+	kerr.NotEnoughReplicas,
+	kerr.NotEnoughReplicasAfterAppend,
+	kerr.KafkaStorageError,
 	io.EOF,
 	io.ErrUnexpectedEOF,
 	syscall.ECONNREFUSED,
@@ -46,10 +51,11 @@ var unreachableErrors = []error{
 // classify wraps a produce error with outbox.ErrPermanent or
 // outbox.ErrUnreachable, or leaves it transient.
 func classify(err error) error {
-	for _, target := range permanentErrors {
-		if errors.Is(err, target) {
-			return fmt.Errorf("%w: %w", outbox.ErrPermanent, err)
+	if refused(err) {
+		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
+			return fmt.Errorf("%w: message too large for the topic: %w", outbox.ErrPermanent, err)
 		}
+		return fmt.Errorf("%w: %w", outbox.ErrPermanent, err)
 	}
 	var netErr net.Error
 	unreachable := errors.As(err, &netErr)
@@ -60,4 +66,23 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", outbox.ErrUnreachable, err)
 	}
 	return err
+}
+
+// refused reports whether err is the broker's refusal of a whole batch,
+// which it gives before appending any of it, whatever became of an earlier
+// attempt: the batch is the same each time.
+func refused(err error) bool {
+	for _, target := range permanentErrors {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// batchWide reports whether the broker refuses a whole record batch with err
+// for what one record of it may be alone: too large, or an invalid record
+// (a record without a key on a compacted topic, say).
+func batchWide(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
 }

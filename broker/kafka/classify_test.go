@@ -8,8 +8,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/outboxkit/outbox"
 )
@@ -18,31 +19,37 @@ func TestClassify(t *testing.T) {
 	t.Parallel()
 	timeout := &net.OpError{Op: "read", Net: "tcp", Err: context.DeadlineExceeded}
 	for _, tc := range []struct {
-		err  error
-		want error // nil means transient
+		err     error
+		want    error // nil means transient
+		refused bool  // the broker refused the batch before any append
 	}{
-		{sarama.ErrMessageSizeTooLarge, outbox.ErrPermanent},
-		{sarama.ErrMessageSetSizeTooLarge, outbox.ErrPermanent},
-		{sarama.ErrInvalidTopic, outbox.ErrPermanent},
-		{sarama.ErrInvalidRecord, outbox.ErrPermanent},
-		{sarama.ErrOutOfBrokers, outbox.ErrUnreachable},
-		{fmt.Errorf("%w: %w", sarama.ErrOutOfBrokers, timeout), outbox.ErrUnreachable},
-		{sarama.ErrNotConnected, outbox.ErrUnreachable},
-		{sarama.ErrLeaderNotAvailable, outbox.ErrUnreachable},
-		{sarama.ErrNotLeaderForPartition, outbox.ErrUnreachable},
-		{sarama.ErrRequestTimedOut, outbox.ErrUnreachable},
-		{sarama.ErrNotEnoughReplicas, outbox.ErrUnreachable},
-		{timeout, outbox.ErrUnreachable},
-		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, outbox.ErrUnreachable},
-		{syscall.ECONNRESET, outbox.ErrUnreachable},
-		{sarama.ErrUnknownTopicOrPartition, nil},
-		{sarama.ErrShuttingDown, nil},
-		{errors.New("something else"), nil},
+		{kerr.MessageTooLarge, outbox.ErrPermanent, true},
+		{fmt.Errorf("%w (uncompressed_bytes=20000)", kerr.MessageTooLarge), outbox.ErrPermanent, true},
+		{kerr.RecordListTooLarge, outbox.ErrPermanent, true},
+		{kerr.InvalidTopicException, outbox.ErrPermanent, true},
+		{kerr.InvalidRecord, outbox.ErrPermanent, true},
+		{kgo.ErrRecordTimeout, outbox.ErrUnreachable, false},
+		{kgo.ErrAborting, outbox.ErrUnreachable, false},
+		{context.DeadlineExceeded, outbox.ErrUnreachable, false},
+		{kerr.LeaderNotAvailable, outbox.ErrUnreachable, false},
+		{kerr.NotLeaderForPartition, outbox.ErrUnreachable, false},
+		{kerr.RequestTimedOut, outbox.ErrUnreachable, false},
+		{kerr.NotEnoughReplicas, outbox.ErrUnreachable, false},
+		{kerr.NotEnoughReplicasAfterAppend, outbox.ErrUnreachable, false},
+		{timeout, outbox.ErrUnreachable, false},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, outbox.ErrUnreachable, false},
+		{syscall.ECONNRESET, outbox.ErrUnreachable, false},
+		{kerr.UnknownTopicOrPartition, nil, false},
+		{kerr.TopicAuthorizationFailed, nil, false},
+		{context.Canceled, nil, false},
+		{errors.New("something else"), nil, false},
 	} {
 		got := classify(fmt.Errorf("produce: %w", tc.err))
 		require.ErrorIs(t, got, tc.err)
 		for _, class := range []error{outbox.ErrPermanent, outbox.ErrUnreachable} {
 			require.Equal(t, class == tc.want, errors.Is(got, class), "%v as %v", tc.err, class)
 		}
+		require.Equal(t, tc.refused, refused(tc.err), "%v refused", tc.err)
 	}
+	require.ErrorContains(t, classify(kerr.MessageTooLarge), "too large")
 }

@@ -4,46 +4,38 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
-	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Defaults of [Config].
 const (
-	DefaultClientID   = "outbox"
-	DefaultNetTimeout = 3 * time.Second
+	DefaultClientID = "outbox"
+	// DefaultDeliveryTimeout leaves the relay's default publish deadline
+	// (three quarters of its 30 s lease) more than half its time.
+	DefaultDeliveryTimeout = 10 * time.Second
 	// DefaultMaxMessageBytes is Kafka's default message.max.bytes, which
 	// bounds a record batch: every event within the outbox's default limit
 	// (outbox.DefaultMaxRecordBytes) fits with the relay's headers.
 	DefaultMaxMessageBytes = 1_048_588
 )
 
-// The knobs below are fixed: they are what makes the producer safe (no
-// duplicate on a lost ack, no reordering on a retry) and what bounds the time
-// to report an unreachable broker (see the package doc).
+// Limits of the producer that [Config] does not expose.
 const (
-	// retryMax is how often the publisher resends a record batch after a
-	// failed attempt. A resend keeps the batch's sequence numbers, so the
-	// broker drops what it already has; one resend covers a lost ack
-	// without stretching an outage report.
-	retryMax     = 1
-	retryBackoff = 250 * time.Millisecond
-	// The metadata refresh after a failed request may retry once, but
-	// Metadata.Timeout (NetTimeout) cuts it after one network timeout.
-	metadataRetryMax     = 1
-	metadataRetryBackoff = 250 * time.Millisecond
-	// flushFrequency matters only to a sarama AsyncProducer built from
-	// [NewSaramaConfig] (watermill-kafka's publisher, say): a batch stays
-	// open 5 ms after its first message. [Publisher] does not wait: it
-	// sends each call's messages at once.
-	flushFrequency = 5 * time.Millisecond
+	// maxNetTimeout bounds dialing and the time a request may take beyond
+	// its own timeout; a quarter of DeliveryTimeout when that is shorter.
+	maxNetTimeout = 3 * time.Second
+	// abortGrace is how long Publish waits past its deadline for the
+	// client to fail what is left before it abandons it (see Publish).
+	abortGrace = 500 * time.Millisecond
+	// maxRound is the most records one round produces; a longer call
+	// takes several rounds, one after the other.
+	maxRound = 10_000
+	// metadataMinAge lets a metadata refresh follow a leader change fast.
+	metadataMinAge = 250 * time.Millisecond
 )
-
-// kafkaVersion is the protocol version the producer speaks. Idempotence
-// needs 0.11; the producer uses the request versions of Kafka 2.8, so
-// brokers from 2.8 on are supported.
-var kafkaVersion = sarama.V2_8_0_0
 
 // Config configures [New]. Only Brokers is required; the zero value of every
 // other field means its default.
@@ -53,22 +45,21 @@ type Config struct {
 	// ClientID names the producer in broker logs and quotas. Defaults to
 	// DefaultClientID.
 	ClientID string
-	// NetTimeout bounds dialing and every request's write and response
-	// read. The broker's produce timeout (how long it waits for the in-sync
-	// replicas) is two thirds of it, so that the broker answers before the
-	// client gives up. The time to report an unreachable broker grows with
-	// it (see the package doc). Defaults to DefaultNetTimeout.
-	NetTimeout time.Duration
-	// MaxMessageBytes is the largest message the publisher sends, and the
-	// largest record batch it builds. A larger message fails permanently
-	// without being sent. Keep it at or below the broker's and the topics'
-	// message.max.bytes. Defaults to DefaultMaxMessageBytes.
+	// DeliveryTimeout bounds a Publish call: a message the broker has not
+	// acknowledged by then fails as unreachable (see the package doc).
+	// Keep it below the relay's publish deadline, three quarters of
+	// relay.Config.Lease. Defaults to DefaultDeliveryTimeout.
+	DeliveryTimeout time.Duration
+	// MaxMessageBytes is the largest record batch the publisher builds,
+	// and so the largest message it sends. Keep it at or below the
+	// broker's message.max.bytes and the topics' max.message.bytes.
+	// Defaults to DefaultMaxMessageBytes.
 	MaxMessageBytes int
 }
 
 func (c Config) withDefaults() Config {
 	c.ClientID = cmp.Or(c.ClientID, DefaultClientID)
-	c.NetTimeout = cmp.Or(c.NetTimeout, DefaultNetTimeout)
+	c.DeliveryTimeout = cmp.Or(c.DeliveryTimeout, DefaultDeliveryTimeout)
 	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, DefaultMaxMessageBytes)
 	return c
 }
@@ -77,57 +68,46 @@ func (c Config) validate() error {
 	switch {
 	case len(c.Brokers) == 0:
 		return errors.New("kafka: Config.Brokers is empty")
-	case c.NetTimeout < 0:
-		return fmt.Errorf("kafka: Config.NetTimeout %v is negative", c.NetTimeout)
-	case c.MaxMessageBytes < 0 || c.MaxMessageBytes >= int(sarama.MaxRequestSize):
-		return fmt.Errorf("kafka: Config.MaxMessageBytes %d is out of range", c.MaxMessageBytes)
+	case c.DeliveryTimeout < 0:
+		return fmt.Errorf("kafka: Config.DeliveryTimeout %v is negative", c.DeliveryTimeout)
+	case c.MaxMessageBytes != 0 && (c.MaxMessageBytes < 512 || c.MaxMessageBytes > 1<<30):
+		return fmt.Errorf("kafka: Config.MaxMessageBytes %d is outside [512, 1<<30]", c.MaxMessageBytes)
 	}
 	return nil
 }
 
-// NewSaramaConfig returns the sarama configuration that [New] uses for cfg:
-// an idempotent producer with acks from all in-sync replicas, one request in
-// flight per connection, sarama's hash partitioner on the key (the
-// partitioner watermill-kafka uses), bounded timeouts and retries, and
-// per-message successes and errors. [Publisher] builds its produce requests
-// itself on a sarama Client with this configuration; the configuration is
-// also safe for a sarama producer of your own.
-func NewSaramaConfig(cfg Config) (*sarama.Config, error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
+// options returns the client options of a publisher with cfg (defaults
+// applied). docs/kafka.md says why each one is set.
+func options(cfg Config, hooks kgo.Hook) []kgo.Opt {
+	netTimeout := min(maxNetTimeout, cfg.DeliveryTimeout/4)
+	return []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(cfg.ClientID),
+		kgo.WithHooks(hooks),
+		kgo.DialTimeout(netTimeout),
+		kgo.RequestTimeoutOverhead(netTimeout),
+		kgo.RetryTimeout(cfg.DeliveryTimeout),
+		kgo.MetadataMinAge(metadataMinAge),
+		kgo.AllowAutoTopicCreation(),
+
+		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent writes need it; kgo's default
+		kgo.AllowIdempotentProduceCancellation(),
+		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
+		kgo.ProduceRequestTimeout(cfg.DeliveryTimeout / 4),
+		kgo.ProducerLinger(0),
+		kgo.ManualFlushing(),
+		kgo.MaxBufferedRecords(2 * maxRound),
+		kgo.ProducerBatchMaxBytes(int32(cfg.MaxMessageBytes)),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(fnv32a))),
 	}
-	cfg = cfg.withDefaults()
+}
 
-	sc := sarama.NewConfig()
-	sc.ClientID = cfg.ClientID
-	sc.Version = kafkaVersion
-
-	// Without the ApiVersions handshake a new connection costs no extra
-	// read timeout when the broker does not answer (sarama even tries it
-	// twice); the request versions come from Version instead.
-	sc.ApiVersionsRequest = false
-	sc.Net.MaxOpenRequests = 1
-	sc.Net.DialTimeout = cfg.NetTimeout
-	sc.Net.ReadTimeout = cfg.NetTimeout
-	sc.Net.WriteTimeout = cfg.NetTimeout
-
-	sc.Metadata.Retry.Max = metadataRetryMax
-	sc.Metadata.Retry.Backoff = metadataRetryBackoff
-	sc.Metadata.Timeout = cfg.NetTimeout
-
-	sc.Producer.Idempotent = true
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Timeout = cfg.NetTimeout * 2 / 3
-	sc.Producer.Retry.Max = retryMax
-	sc.Producer.Retry.Backoff = retryBackoff
-	sc.Producer.Partitioner = sarama.NewHashPartitioner
-	sc.Producer.MaxMessageBytes = cfg.MaxMessageBytes
-	sc.Producer.Flush.Frequency = flushFrequency
-	sc.Producer.Return.Successes = true
-	sc.Producer.Return.Errors = true
-
-	if err := sc.Validate(); err != nil {
-		return nil, fmt.Errorf("kafka: %w", err)
-	}
-	return sc, nil
+// fnv32a is the hash of sarama's default partitioner, which watermill-kafka
+// uses: with kgo.SaramaCompatHasher, a key lands in the partition sarama
+// picks for it.
+func fnv32a(b []byte) uint32 {
+	h := fnv.New32a()
+	h.Write(b)
+	return h.Sum32()
 }

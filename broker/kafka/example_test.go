@@ -1,26 +1,23 @@
 package kafka_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log"
+	"os"
+	"strings"
 
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker/kafka"
-	"github.com/outboxkit/outbox/broker/kafka/devkafka"
 )
 
 func Example() {
-	// A development broker on 127.0.0.1; use your cluster's brokers instead.
-	dev, err := devkafka.New(devkafka.Config{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer dev.Close()
-
-	pub, err := kafka.New(kafka.Config{Brokers: []string{dev.Addr()}})
+	// The broker `make services` starts; use your cluster's brokers instead.
+	brokers := strings.Split(cmp.Or(os.Getenv("OUTBOX_KAFKA_BROKERS"), "127.0.0.1:9092"), ",")
+	pub, err := kafka.New(kafka.Config{Brokers: brokers})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -38,6 +35,9 @@ func Example() {
 			outbox.HeaderEventType:     "order.placed",
 		},
 	}})
+	for _, err := range errs {
+		fmt.Println(err) // unknown outcome, unreachable, permanent...: see broker.Publisher
+	}
 	fmt.Println("all published:", errs == nil)
 	// Output: all published: true
 }

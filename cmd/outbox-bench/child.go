@@ -72,7 +72,7 @@ func startChild(ctx context.Context, e *env, table string, notify bool) (*child,
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), childEnv+"=relay", childPGEnv+"="+e.o.pgURL,
-		childTableEnv+"="+table, childBrokerEnv+"="+e.kafka.Addr())
+		childTableEnv+"="+table, childBrokerEnv+"="+e.kafkaAddr)
 	if notify {
 		cmd.Env = append(cmd.Env, childNotifyEnv+"=1")
 	}
@@ -158,7 +158,7 @@ func benchRSS(ctx context.Context, e *env, t *table) error {
 	if err := preload(ctx, ot, topic, n, e.o.keys, tr); err != nil {
 		return err
 	}
-	c, err := startConsumer(ctx, e.kafka.Addr(), topic, tr)
+	c, err := startConsumer(ctx, e.kafkaAddr, topic, tr)
 	if err != nil {
 		return err
 	}

@@ -144,7 +144,7 @@ func drainOurs(ctx context.Context, e *env, t *table, db string, keys, relays in
 	if err := preload(ctx, ot, topic, n, keys, tr); err != nil {
 		return drainResult{}, err
 	}
-	c, err := startConsumer(ctx, e.kafka.Addr(), topic, tr)
+	c, err := startConsumer(ctx, e.kafkaAddr, topic, tr)
 	if err != nil {
 		return drainResult{}, err
 	}
@@ -152,7 +152,7 @@ func drainOurs(ctx context.Context, e *env, t *table, db string, keys, relays in
 	e.quiesce(ctx)
 	logf("drain %s: relaying", name)
 	start := time.Now()
-	stop, err := runRelays(ctx, ot.st, e.kafka.Addr(), relays)
+	stop, err := runRelays(ctx, ot.st, e.kafkaAddr, relays)
 	if err != nil {
 		return drainResult{}, err
 	}

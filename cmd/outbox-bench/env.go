@@ -29,9 +29,11 @@ const partitions = 4
 type env struct {
 	o     *options
 	pg    *pgxpool.Pool
-	my    *sql.DB // nil when MariaDB is skipped or unavailable
-	kafka *devkafka.Broker
-	admin *kadm.Client
+	my    *sql.DB          // nil when MariaDB is skipped or unavailable
+	kafka *devkafka.Broker // nil with -kafka
+	// kafkaAddr is the broker every scenario uses: -kafka, else devkafka.
+	kafkaAddr string
+	admin     *kadm.Client
 }
 
 func newEnv(ctx context.Context, o *options) (*env, error) {
@@ -61,11 +63,15 @@ func newEnv(ctx context.Context, o *options) (*env, error) {
 			e.my = db
 		}
 	}
-	if e.kafka, err = devkafka.New(devkafka.Config{Partitions: partitions}); err != nil {
-		e.close()
-		return nil, err
+	e.kafkaAddr = o.kafka
+	if e.kafkaAddr == "" {
+		if e.kafka, err = devkafka.New(devkafka.Config{Partitions: partitions}); err != nil {
+			e.close()
+			return nil, err
+		}
+		e.kafkaAddr = e.kafka.Addr()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafka.Addr()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafkaAddr))
 	if err != nil {
 		e.close()
 		return nil, err

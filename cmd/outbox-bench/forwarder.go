@@ -99,7 +99,7 @@ func (f *sqlForwarder) publishTx(tx pgx.Tx, topic string, evs ...outbox.Event) e
 // start runs the forwarder into Kafka.
 func (f *sqlForwarder) start(ctx context.Context) error {
 	kpub, err := wkafka.NewPublisher(wkafka.PublisherConfig{
-		Brokers: []string{f.e.kafka.Addr()},
+		Brokers: []string{f.e.kafkaAddr},
 		Marshaler: wkafka.NewWithPartitioningMarshaler(func(_ string, m *message.Message) (string, error) {
 			return m.Metadata.Get(keyMetadata), nil
 		}),
@@ -178,7 +178,7 @@ func drainForwarder(ctx context.Context, e *env, t *table, tuned bool) (drainRes
 			return drainResult{}, err
 		}
 	}
-	c, err := startConsumer(ctx, e.kafka.Addr(), topic, tr)
+	c, err := startConsumer(ctx, e.kafkaAddr, topic, tr)
 	if err != nil {
 		return drainResult{}, err
 	}
@@ -220,7 +220,7 @@ func steadyForwarder(ctx context.Context, e *env, t *table, tuned bool) (latenci
 		return latencies{}, err
 	}
 	tr := newTracker()
-	c, err := startConsumer(ctx, e.kafka.Addr(), topic, tr)
+	c, err := startConsumer(ctx, e.kafkaAddr, topic, tr)
 	if err != nil {
 		return latencies{}, err
 	}

@@ -1,6 +1,7 @@
 // Command outbox-bench measures the outbox against the machine it runs on and
 // against Watermill's forwarder, in one run, on the same PostgreSQL, MariaDB
-// and development Kafka broker, and prints one table:
+// and Kafka broker (the in-process devkafka, or Apache Kafka with -kafka),
+// and prints one table:
 //
 //  1. write overhead: a business transaction with and without one outbox
 //     event, 1 and 8 writers (PostgreSQL and MariaDB);
@@ -37,6 +38,7 @@ type options struct {
 	quick      bool
 	pgURL      string
 	mysqlDSN   string
+	kafka      string        // broker address; empty starts devkafka
 	events     int           // drain backlog
 	keys       int           // drain keys
 	writes     int           // transactions per write-overhead run
@@ -65,6 +67,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "small N and short runs (under a minute)")
 	flag.StringVar(&o.pgURL, "pg", getenv("OUTBOX_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL URL")
 	flag.StringVar(&o.mysqlDSN, "mysql", getenv("OUTBOX_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test?interpolateParams=true"), "MariaDB/MySQL DSN; empty skips MariaDB")
+	flag.StringVar(&o.kafka, "kafka", "", "address of an Apache Kafka broker to use instead of the in-process devkafka")
 	flag.IntVar(&o.events, "n", 50_000, "events in the drain backlog")
 	flag.IntVar(&o.keys, "keys", 1000, "keys in the drain backlog")
 	flag.IntVar(&o.writes, "writes", 5000, "transactions per write-overhead run")

@@ -139,7 +139,7 @@ func steadyOurs(ctx context.Context, e *env, t *table, place relayPlace) (latenc
 		return latencies{}, err
 	}
 	tr := newTracker()
-	c, err := startConsumer(ctx, e.kafka.Addr(), topic, tr)
+	c, err := startConsumer(ctx, e.kafkaAddr, topic, tr)
 	if err != nil {
 		return latencies{}, err
 	}
@@ -151,7 +151,7 @@ func steadyOurs(ctx context.Context, e *env, t *table, place relayPlace) (latenc
 		}
 		defer ch.stop()
 	} else {
-		stop, err := runRelays(ctx, ot.st, e.kafka.Addr(), 1)
+		stop, err := runRelays(ctx, ot.st, e.kafkaAddr, 1)
 		if err != nil {
 			return latencies{}, err
 		}

@@ -19,7 +19,7 @@ func TestAudit(t *testing.T) {
 	t.Parallel()
 	dialects(t, func(t *testing.T, f *fixture) {
 		b := newBroker(t)
-		pub, err := kafka.New(kafka.Config{Brokers: []string{b.Addr()}})
+		pub, err := kafka.New(kafka.Config{Brokers: b.brokers})
 		require.NoError(t, err)
 		t.Cleanup(func() { pub.Close() })
 		send := func(topic string, recs ...store.Record) {
@@ -47,35 +47,37 @@ func TestAudit(t *testing.T) {
 
 		// Everything there, one event twice: duplicates are reported, and
 		// allowed.
-		good := write("good")
-		send("good", good...)
-		send("good", good[0])
-		r := requireOK(t, audit("good"))
+		goodTopic, badTopic := b.topic("good"), b.topic("bad")
+		good := write(goodTopic)
+		send(goodTopic, good...)
+		send(goodTopic, good[0])
+		r := requireOK(t, audit(goodTopic))
 		require.Contains(t, r.stdout, "table: 5 published events")
 		require.Contains(t, r.stdout, "missing from the topic: 0")
 		require.Contains(t, r.stdout, "duplicates: 1 events delivered more than once (1 extra copies)")
 		require.Contains(t, r.stdout, "OK: every published event is on the topic")
 
 		// One event of k2 missing.
-		recs := write("bad")
+		recs := write(badTopic)
 		lost := recs[2]
-		send("bad", recs[0], recs[1], recs[3], recs[4])
-		r = audit("bad")
+		send(badTopic, recs[0], recs[1], recs[3], recs[4])
+		r = audit(badTopic)
 		require.Equal(t, 3, r.code, r.stdout+r.stderr)
 		require.Contains(t, r.stdout, "missing from the topic: 1\n    "+lost.ID.String())
 		require.Contains(t, r.stderr, "problems found: 1 missing, 0 out of order")
 
 		// It arrives late, after the next event of its key.
-		send("bad", lost)
-		r = audit("bad")
+		send(badTopic, lost)
+		r = audit(badTopic)
 		require.Equal(t, 3, r.code, r.stdout+r.stderr)
 		require.Contains(t, r.stdout, "missing from the topic: 0")
 		require.Contains(t, r.stdout, "out of order within their key: 1\n    "+lost.ID.String())
 
-		r = audit("no-such-topic")
+		missing := b.topic("no_such_topic")
+		r = audit(missing)
 		require.Equal(t, 1, r.code)
-		require.Contains(t, r.stderr, `topic "no-such-topic" does not exist`)
-		r = f.cli(t, "audit", "--topic", "good", "--brokers", "127.0.0.1:1")
+		require.Contains(t, r.stderr, `topic "`+missing+`" does not exist`)
+		r = f.cli(t, "audit", "--topic", goodTopic, "--brokers", "127.0.0.1:1")
 		require.Equal(t, 1, r.code)
 		require.Contains(t, r.stderr, "kafka at 127.0.0.1:1")
 	})

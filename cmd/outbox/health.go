@@ -15,13 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// pinger is implemented by a publisher that can tell whether its broker
-// answers; the relay's /readyz asks it on each request. A publisher without
-// it counts as ready once it has been constructed.
-type pinger interface {
-	Ping(ctx context.Context) error
-}
-
 // probeTimeout bounds each check of a /readyz request.
 const probeTimeout = 2 * time.Second
 

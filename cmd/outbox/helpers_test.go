@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker/kafka/devkafka"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/store"
@@ -205,19 +204,26 @@ func event(topic, key, eventType string) outbox.Event {
 	}
 }
 
-func newBroker(t *testing.T) *devkafka.Broker {
+// kafkaBroker is the real broker the test publishes to, shared by the
+// tests: each names its topics with topic.
+type kafkaBroker struct{ brokers []string }
+
+func newBroker(t *testing.T) kafkaBroker {
 	t.Helper()
-	b, err := devkafka.New(devkafka.Config{})
-	require.NoError(t, err)
-	t.Cleanup(b.Close)
-	return b
+	return kafkaBroker{testenv.Kafka(t)}
 }
+
+// Addr returns the value of a --brokers flag.
+func (b kafkaBroker) Addr() string { return strings.Join(b.brokers, ",") }
+
+// topic returns a topic name of the test's own that starts with name.
+func (kafkaBroker) topic(name string) string { return testenv.Table(name) }
 
 // consumed reads topic from its start until it has n records or the timeout
 // passes.
 func consumed(t *testing.T, addr, topic string, n int, timeout time.Duration) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(addr, ",")...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AllowAutoTopicCreation())
 	require.NoError(t, err)
 	defer cl.Close()

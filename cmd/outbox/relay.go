@@ -123,13 +123,23 @@ func connect(ctx context.Context, db dbOptions, brokers string, ready *readiness
 		return err
 	})
 	g.Go(func() (err error) {
-		pub, err = retryConnect(gctx, depBroker, ready, logger, func() (*kafka.Publisher, error) { return newPublisher(brokers) })
-		if err == nil {
-			var probe func(context.Context) error
-			if p, ok := any(pub).(pinger); ok {
-				probe = p.Ping
+		// The publisher connects on first use: the broker is connected once
+		// it answers a ping.
+		pub, err = retryConnect(gctx, depBroker, ready, logger, func() (*kafka.Publisher, error) {
+			p, err := newPublisher(brokers)
+			if err != nil {
+				return nil, err
 			}
-			ready.connected(depBroker, probe)
+			ctx, cancel := context.WithTimeout(gctx, probeTimeout)
+			defer cancel()
+			if err := p.Ping(ctx); err != nil {
+				p.Close()
+				return nil, err
+			}
+			return p, nil
+		})
+		if err == nil {
+			ready.connected(depBroker, pub.Ping)
 		}
 		return err
 	})

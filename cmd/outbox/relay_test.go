@@ -129,7 +129,8 @@ func TestRelaySIGTERM(t *testing.T) {
 	}
 	f := newFixture(t, "postgres")
 	b := newBroker(t)
-	const topic, keys, total = "orders", 10, 600
+	topic := b.topic("orders")
+	const keys, total = 10, 600
 
 	first := startRelay(t, f, b.Addr())
 	base := first.baseURL(t)
@@ -149,7 +150,7 @@ func TestRelaySIGTERM(t *testing.T) {
 	code, body := get(t, base+"/metrics")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "outbox_table_pending")
-	require.Regexp(t, `outbox_relay_published_total\{.*messaging_destination_name="orders".*\} [1-9]`, body)
+	require.Regexp(t, `outbox_relay_published_total\{.*messaging_destination_name="`+topic+`".*\} [1-9]`, body)
 	first.stop(t)
 
 	second := startRelay(t, f, b.Addr())

@@ -13,15 +13,16 @@ func TestReplay(t *testing.T) {
 	t.Parallel()
 	dialects(t, func(t *testing.T, f *fixture) {
 		b := newBroker(t)
+		topic, replayTopic := b.topic("orders"), b.topic("orders_replay")
 		want := []outbox.Event{
-			event("orders", "k1", "order.placed.v1"),
-			event("orders", "k1", "order.placed.v1"),
-			event("orders", "k2", "order.placed.v1"),
+			event(topic, "k1", "order.placed.v1"),
+			event(topic, "k1", "order.placed.v1"),
+			event(topic, "k2", "order.placed.v1"),
 		}
-		f.add(t, want[0], event("orders", "k1", "order.paid.v1"))
+		f.add(t, want[0], event(topic, "k1", "order.paid.v1"))
 		f.add(t, want[1:]...)
 		f.publishAll(t)
-		f.add(t, event("orders", "k3", "order.placed.v1")) // pending: not delivered, not replayed
+		f.add(t, event(topic, "k3", "order.placed.v1")) // pending: not delivered, not replayed
 
 		r := f.cli(t, "replay", "--brokers", b.Addr())
 		require.Equal(t, 2, r.code, "a replay must select its events")
@@ -29,12 +30,12 @@ func TestReplay(t *testing.T) {
 		require.Contains(t, r.stdout, "dry run: 3 events would be replayed")
 
 		start := time.Now()
-		r = requireOK(t, f.cli(t, "replay", "--type", "order.placed.v1", "--since", "1h", "--to-topic", "orders.replay",
+		r = requireOK(t, f.cli(t, "replay", "--type", "order.placed.v1", "--since", "1h", "--to-topic", replayTopic,
 			"--rate", "20", "--batch", "2", "--brokers", b.Addr()))
 		require.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond, "3 events at 20/s take at least 0.1s")
 		require.Regexp(t, `replayed 3 events in \S+, outbox_replay_id=\S+`, r.stdout)
 
-		recs := consumed(t, b.Addr(), "orders.replay", 3, 10*time.Second)
+		recs := consumed(t, b.Addr(), replayTopic, 3, 10*time.Second)
 		require.Len(t, recs, 3)
 		byID := map[string]int{}
 		replayID := header(recs[0], headerReplayID)
@@ -42,7 +43,7 @@ func TestReplay(t *testing.T) {
 		for i, rec := range recs {
 			byID[header(rec, outbox.HeaderMessageUUID)] = i
 			require.Equal(t, replayID, header(rec, headerReplayID))
-			require.Equal(t, "orders", header(rec, headerOriginalTopic))
+			require.Equal(t, topic, header(rec, headerOriginalTopic))
 			require.Equal(t, "order.placed.v1", header(rec, outbox.HeaderEventType))
 			published, err := time.Parse(time.RFC3339Nano, header(rec, headerOriginalPublishedAt))
 			require.NoError(t, err)
@@ -59,7 +60,7 @@ func TestReplay(t *testing.T) {
 
 		r = requireOK(t, f.cli(t, "replay", "--aggregate", "order:agg-k2", "--brokers", b.Addr()))
 		require.Contains(t, r.stdout, "replayed 1 events")
-		recs = consumed(t, b.Addr(), "orders", 1, 10*time.Second)
+		recs = consumed(t, b.Addr(), topic, 1, 10*time.Second)
 		require.Len(t, recs, 1)
 		require.Equal(t, want[2].ID.String(), header(recs[0], outbox.HeaderMessageUUID))
 		require.Empty(t, header(recs[0], headerOriginalTopic))

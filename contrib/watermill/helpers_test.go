@@ -54,7 +54,7 @@ func runRelay(t *testing.T, st store.Store, pub broker.Publisher) *relay.Relay {
 // kafkaSubscriber returns a Watermill Kafka subscriber in consumer group
 // group ("" for none) that starts from the oldest offset, as a new service
 // would, and unmarshals with u.
-func kafkaSubscriber(t testing.TB, addr, group string, u wkafka.Unmarshaler) *wkafka.Subscriber {
+func kafkaSubscriber(t testing.TB, brokers []string, group string, u wkafka.Unmarshaler) *readySubscriber {
 	t.Helper()
 	cfg := wkafka.DefaultSaramaSubscriberConfig()
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -62,13 +62,30 @@ func kafkaSubscriber(t testing.TB, addr, group string, u wkafka.Unmarshaler) *wk
 	cfg.Consumer.Group.Rebalance.Timeout = time.Second
 	cfg.Consumer.Offsets.AutoCommit.Interval = 100 * time.Millisecond
 	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
-		Brokers: []string{addr}, Unmarshaler: u, OverwriteSaramaConfig: cfg,
+		Brokers: brokers, Unmarshaler: u, OverwriteSaramaConfig: cfg,
 		ConsumerGroup: group, ReconnectRetrySleep: 100 * time.Millisecond,
 		// For SubscribeInitialize, which the universal suite calls.
 		InitializeTopicDetails: &sarama.TopicDetail{NumPartitions: 3, ReplicationFactor: 1},
 	}, watermill.NopLogger{})
 	require.NoError(t, err)
-	return sub
+	return &readySubscriber{sub, t, brokers}
+}
+
+// readySubscriber's SubscribeInitialize returns once the new topic's
+// partitions are served: a subscriber without a group fails at once on a
+// partition whose leader has not taken it up yet.
+type readySubscriber struct {
+	*wkafka.Subscriber
+	t       testing.TB
+	brokers []string
+}
+
+func (s *readySubscriber) SubscribeInitialize(topic string) error {
+	if err := s.Subscriber.SubscribeInitialize(topic); err != nil {
+		return err
+	}
+	testenv.KafkaTopicReady(s.t, s.brokers, topic, 3)
+	return nil
 }
 
 // receive reads n messages from msgs, acking each, or fails after timeout.

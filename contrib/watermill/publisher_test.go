@@ -189,7 +189,7 @@ func TestRolledBackHandlerPublishesNothing(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			st, rows, handle := c.setup(t)
-			rec := faulttest.NewRecorder(0, 1)
+			rec := faulttest.NewRecorder()
 			runRelay(t, st, broker.NewWatermill(rec))
 			ctx := context.Background()
 

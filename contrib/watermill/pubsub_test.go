@@ -73,7 +73,7 @@ func (u decodingUnmarshaler) Unmarshal(km *sarama.ConsumerMessage) (*message.Mes
 
 // Watermill's universal Pub/Sub suite, for the pair "transactional outbox
 // publisher + relay" → "Watermill Kafka subscriber in a consumer group", on
-// one table, one relay and one development broker. It runs the suite's
+// one table, one relay and the real Apache Kafka broker. It runs the suite's
 // tests as tests.TestPubSub does, with these features:
 //
 //   - ConsumerGroups, Persistent: Kafka consumer groups, with offsets
@@ -91,14 +91,14 @@ func (u decodingUnmarshaler) Unmarshal(km *sarama.ConsumerMessage) (*message.Mes
 // copies of the same messages, same UUIDs, to several topics; the UUID is
 // the event ID, unique in the outbox table, so the second topic's write
 // fails with a duplicate key, as it should: one event, one ID. TestReconnect
-// needs a command that restarts the broker, which runs in process here;
-// internal/e2e covers broker outages.
+// needs a command that restarts the broker, which is shared by all tests
+// here; internal/e2e and broker/kafka cover broker outages.
 func TestPubSubSuite(t *testing.T) {
 	st := testenv.PostgresStore(t, postgres.Config{})
-	dev, pub := newKafka(t)
+	brokers, pub := newKafka(t)
 	runRelay(t, st, pub)
 	constructor := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
-		return suitePublisher{st}, kafkaSubscriber(t, dev.Addr(), group, decodingUnmarshaler{})
+		return suitePublisher{st}, kafkaSubscriber(t, brokers, group, decodingUnmarshaler{})
 	}
 	// Subscribers made by one test share its consumer group, so that the
 	// suite's "multiplied" subscribers share the work.

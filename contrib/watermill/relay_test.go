@@ -68,7 +68,7 @@ func TestRelayStopsWithRouter(t *testing.T) {
 	require.NoError(t, st.AddTx(ctx, tx, events...))
 	require.NoError(t, tx.Commit(ctx))
 
-	rec := faulttest.NewRecorder(0, 1)
+	rec := faulttest.NewRecorder()
 	cfg := testRelayConfig()
 	cfg.BatchSize = 10
 	cfg.Lease = time.Minute

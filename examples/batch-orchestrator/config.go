@@ -42,6 +42,10 @@ type Config struct {
 	// TablePrefix (default "boc_") prefixes the service's own tables. Tests
 	// set them to run side by side.
 	OutboxTable, InboxTable, TablePrefix string
+	// TopicPrefix prefixes the Kafka topics and consumer groups. Defaults
+	// to none: the topics are the event types, as the seed's services name
+	// them. Tests set it to run side by side on one broker.
+	TopicPrefix string
 	// Batches is how many batches the demo drives; the third fails in CJ
 	// assessment. Defaults to 4.
 	Batches int

@@ -44,7 +44,7 @@ type failAt struct {
 // and the inbox acks it without running the handler again.
 var errLostAck = errors.New("simulated crash between commit and ack")
 
-func newConsumers(brokers []string, inbox *outboxwatermill.Inbox[pgx.Tx], orch *Orchestrator, outcomes string,
+func newConsumers(brokers []string, prefix string, inbox *outboxwatermill.Inbox[pgx.Tx], orch *Orchestrator, outcomes string,
 	fail failAt, otelOpts []outboxotel.Option, log *slog.Logger) (*Consumers, error) {
 	c := &Consumers{}
 	router, err := message.NewRouter(message.RouterConfig{}, watermill.NopLogger{})
@@ -54,11 +54,11 @@ func newConsumers(brokers []string, inbox *outboxwatermill.Inbox[pgx.Tx], orch *
 	router.AddMiddleware(outboxwatermill.Middleware(otelOpts...), c.loseFirstAck(log))
 	for _, phase := range phases {
 		service := string(phase) + "_service"
-		sub, err := subscriber(brokers, service)
+		sub, err := subscriber(brokers, prefix+service)
 		if err != nil {
 			return nil, err
 		}
-		router.AddConsumerHandler(service, initiatedEvent[phase], sub,
+		router.AddConsumerHandler(service, prefix+initiatedEvent[phase], sub,
 			inbox.Handler(func(ctx context.Context, tx pgx.Tx, msg *message.Message) error {
 				env, err := outbox.DecodeEnvelope[PhaseInitiatedV1](msg.Payload)
 				if err != nil {
@@ -72,11 +72,11 @@ func newConsumers(brokers []string, inbox *outboxwatermill.Inbox[pgx.Tx], orch *
 			}))
 	}
 	for _, topic := range []string{EventBatchProcessingCompleted, EventBatchProcessingFailed} {
-		sub, err := subscriber(brokers, "batch_monitor")
+		sub, err := subscriber(brokers, prefix+"batch_monitor")
 		if err != nil {
 			return nil, err
 		}
-		router.AddConsumerHandler("monitor "+topic, topic, sub,
+		router.AddConsumerHandler("monitor "+topic, prefix+topic, sub,
 			inbox.Handler(func(ctx context.Context, tx pgx.Tx, msg *message.Message) error {
 				batchID := msg.Metadata.Get(outbox.HeaderAggregateID)
 				if _, err := tx.Exec(ctx, `INSERT INTO `+outcomes+` (batch_id, event_type, correlation_id) VALUES ($1, $2, $3)`,

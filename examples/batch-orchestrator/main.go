@@ -146,7 +146,7 @@ func run(ctx context.Context, cfg Config, out io.Writer) (Summary, error) {
 	}
 	worker.AddPlugin(outboxwatermill.RelayPlugin(r))
 
-	orch := &Orchestrator{pool: pool, repo: repo, events: &BatchEventPublisher{outbox: st}}
+	orch := &Orchestrator{pool: pool, repo: repo, events: &BatchEventPublisher{outbox: st, topicPrefix: cfg.TopicPrefix}}
 	runID := uuid.NewString()[:8]
 	batchIDs := make([]string, cfg.Batches)
 	for i := range batchIDs {
@@ -160,7 +160,7 @@ func run(ctx context.Context, cfg Config, out io.Writer) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	consumers, err := newConsumers(brokers, inbox, orch, outcomes, fail, otelOpts, log)
+	consumers, err := newConsumers(brokers, cfg.TopicPrefix, inbox, orch, outcomes, fail, otelOpts, log)
 	if err != nil {
 		return Summary{}, err
 	}

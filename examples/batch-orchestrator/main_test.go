@@ -18,10 +18,12 @@ func testConfig(t *testing.T) Config {
 	pool := testenv.Postgres(t)
 	prefix := testenv.Table("boc") + "_"
 	cfg := Config{
+		KafkaBrokers:       testenv.Kafka(t),
 		PostgresURL:        testenv.PostgresURL(),
 		OutboxTable:        prefix + "outbox",
 		InboxTable:         prefix + "inbox",
 		TablePrefix:        prefix,
+		TopicPrefix:        prefix,
 		ErrorRetryInterval: time.Second,
 		Timeout:            time.Minute,
 	}

@@ -20,7 +20,8 @@ const sourceService = "batch_orchestrator_service"
 // the one that changes the batch's state, so that the event is published if
 // and only if the state change commits.
 type BatchEventPublisher struct {
-	outbox *postgres.Store
+	outbox      *postgres.Store
+	topicPrefix string
 }
 
 // PublishSpellcheckPhaseInitiated writes the spellcheck phase-initiated event.
@@ -87,7 +88,7 @@ func publishToOutbox[T any](ctx context.Context, p *BatchEventPublisher, tx pgx.
 		outbox.HeaderCorrelationID: event.Headers[outbox.HeaderCorrelationID],
 	}
 	msg.SetContext(ctx)
-	if err := outboxwatermill.NewPublisher(p.outbox, tx).Publish(eventType, msg); err != nil {
+	if err := outboxwatermill.NewPublisher(p.outbox, tx).Publish(p.topicPrefix+eventType, msg); err != nil {
 		return fmt.Errorf("publish %s for %s: %w", eventType, batchID, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/outboxkit/outbox/internal/testenv"
@@ -12,6 +13,7 @@ import (
 // order was published and no rolled-back one was.
 func TestRun(t *testing.T) {
 	pool := testenv.Postgres(t) // skips (or fails under CI) without PostgreSQL
+	t.Setenv("OUTBOX_KAFKA_BROKERS", strings.Join(testenv.Kafka(t), ","))
 	table := testenv.Table("quickstart")
 	t.Setenv("OUTBOX_TABLE", table)
 	t.Cleanup(func() {
@@ -24,6 +26,7 @@ func TestRun(t *testing.T) {
 // Given a MySQL DSN, the quickstart runs on MySQL/MariaDB.
 func TestRunMySQL(t *testing.T) {
 	db := testenv.MySQL(t)
+	t.Setenv("OUTBOX_KAFKA_BROKERS", strings.Join(testenv.Kafka(t), ","))
 	table := testenv.Table("quickstart")
 	t.Setenv("OUTBOX_TABLE", table)
 	t.Setenv("OUTBOX_MYSQL_DSN", testenv.MySQLDSN())

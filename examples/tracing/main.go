@@ -29,6 +29,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -128,9 +129,12 @@ func run(out io.Writer) error {
 	}
 	defer pub.Close()
 
-	// The consumer: a Watermill router with the tracing middleware.
+	// The consumer: a Watermill router with the tracing middleware. It
+	// reports the event this run writes; a topic on a long-lived broker
+	// holds earlier runs' events too.
+	var written sync.Map // event IDs written by placeOrder
 	handled := make(chan string, 1)
-	router, err := consumer(brokers, opts, handled)
+	router, err := consumer(brokers, opts, &written, handled)
 	if err != nil {
 		return err
 	}
@@ -151,7 +155,7 @@ func run(out io.Writer) error {
 	// The HTTP server: POST /orders writes an order event, /metrics serves
 	// Prometheus.
 	mux := http.NewServeMux()
-	mux.Handle("POST /orders", placeOrder(st, tp.Tracer("example/http")))
+	mux.Handle("POST /orders", placeOrder(st, tp.Tracer("example/http"), &written))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -205,8 +209,9 @@ func run(out io.Writer) error {
 }
 
 // placeOrder is the HTTP handler: it writes the event under the request's
-// span, which the write tracer stores with the event.
-func placeOrder(st *postgres.Store, tracer trace.Tracer) http.Handler {
+// span, which the write tracer stores with the event, and notes its ID in
+// written.
+func placeOrder(st *postgres.Store, tracer trace.Tracer, written *sync.Map) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ctx, span := tracer.Start(req.Context(), "POST /orders", trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
@@ -220,6 +225,7 @@ func placeOrder(st *postgres.Store, tracer trace.Tracer) http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
+		written.Store(event.ID.String(), true)
 		w.WriteHeader(http.StatusAccepted)
 	})
 }
@@ -238,7 +244,7 @@ func pgx(ctx context.Context, st *postgres.Store, event outbox.Event) error {
 	return tx.Commit(ctx)
 }
 
-func consumer(brokers []string, opts []outboxotel.Option, handled chan<- string) (*message.Router, error) {
+func consumer(brokers []string, opts []outboxotel.Option, written *sync.Map, handled chan<- string) (*message.Router, error) {
 	logger := watermill.NopLogger{}
 	cfg := wkafka.DefaultSaramaSubscriberConfig()
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -255,6 +261,9 @@ func consumer(brokers []string, opts []outboxotel.Option, handled chan<- string)
 	}
 	router.AddMiddleware(outboxotel.Middleware(opts...))
 	router.AddConsumerHandler("orders", topic, sub, func(msg *message.Message) error {
+		if _, ok := written.Load(msg.UUID); !ok {
+			return nil
+		}
 		select {
 		case handled <- outbox.CorrelationID(msg.Context()):
 		default:

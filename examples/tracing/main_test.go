@@ -2,6 +2,7 @@ package main
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/outboxkit/outbox/internal/testenv"
@@ -12,6 +13,7 @@ import (
 // counters.
 func TestRun(t *testing.T) {
 	testenv.Postgres(t) // skips (or fails under CI) without PostgreSQL
+	t.Setenv("OUTBOX_KAFKA_BROKERS", strings.Join(testenv.Kafka(t), ","))
 	var out testenv.Buffer
 	if err := run(&out); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())

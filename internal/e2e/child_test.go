@@ -42,9 +42,11 @@ func TestMain(m *testing.M) {
 }
 
 // childRelay runs a relay from the environment until SIGTERM. Before each
-// publish it prints "dups N", its possible-duplicate counter, so the parent
-// knows every duplicate this process counted before it could have caused one,
-// even if it is SIGKILLed right after.
+// publish, and after it before its outcome is recorded, it prints "dups N",
+// its possible-duplicate counter, so the parent knows every duplicate this
+// process counted before it could have caused one, even if it is SIGKILLed
+// right after: a re-claimed event is counted before the publish, an unknown
+// outcome before the store hears of it.
 func childRelay() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -53,7 +55,7 @@ func childRelay() error {
 		return err
 	}
 	defer closeStore()
-	kp, err := kafka.New(kafka.Config{Brokers: []string{os.Getenv("E2E_BROKER")}})
+	kp, err := kafka.New(kafka.Config{Brokers: strings.Split(os.Getenv("E2E_BROKERS"), ",")})
 	if err != nil {
 		return err
 	}
@@ -118,7 +120,9 @@ func (d *dupReporter) TracePublishStart(ctx context.Context, _ outbox.TracePubli
 	return ctx
 }
 
-func (d *dupReporter) TracePublishEnd(context.Context, outbox.TracePublishEndData) {}
+func (d *dupReporter) TracePublishEnd(context.Context, outbox.TracePublishEndData) {
+	d.report() // the relay counted this publish's unknown outcomes; the store has not heard of them
+}
 
 // child is a running relay child process.
 type child struct {

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,10 +15,10 @@ import (
 	"github.com/outboxkit/outbox/store/storetest"
 )
 
-func childEnvFor(dialect string, h storetest.Harness, broker string, extra ...string) []string {
+func childEnvFor(dialect string, h storetest.Harness, brokers []string, extra ...string) []string {
 	return append([]string{
 		"OUTBOX_POSTGRES_URL=" + testenv.PostgresURL(), "OUTBOX_MYSQL_DSN=" + testenv.MySQLDSN(),
-		"E2E_DIALECT=" + dialect, "E2E_TABLE=" + tableOf(h), "E2E_BROKER=" + broker,
+		"E2E_DIALECT=" + dialect, "E2E_TABLE=" + tableOf(h), "E2E_BROKERS=" + strings.Join(brokers, ","),
 	}, extra...)
 }
 
@@ -30,13 +31,13 @@ func TestRelayProcessesPerKeyOrder(t *testing.T) {
 	}
 	const keys, rounds = 200, 100
 	h := testenv.PostgresHarness(t)
-	kb := newBroker(t, devkafkaConfig())
-	topic := testenv.Table("orders")
-	tc := consume(t, kb.Addr(), topic)
+	brokers := testenv.Kafka(t)
+	topic := testenv.KafkaTopic(t, brokers, 4)
+	tc := testenv.ConsumeKafka(t, brokers, topic)
 	check := faulttest.NewChecker()
 	var children []*child
 	for range 3 {
-		children = append(children, startChild(t, childEnvFor("postgres", h, kb.Addr(), "E2E_FAIL_RATE=0.10")...))
+		children = append(children, startChild(t, childEnvFor("postgres", h, brokers, "E2E_FAIL_RATE=0.10")...))
 	}
 	for i := range rounds {
 		batch := make([]outbox.Event, 0, keys)
@@ -45,11 +46,11 @@ func TestRelayProcessesPerKeyOrder(t *testing.T) {
 		}
 		commit(t, h, check, batch...)
 	}
-	tc.waitAll(t, check, 3*time.Minute)
+	tc.WaitAll(t, check, 3*time.Minute)
 	for _, c := range children {
 		c.signal(syscall.SIGTERM)
 	}
-	report := check.Check(tc.snapshot(), counted(children))
+	report := check.Check(tc.Received(), counted(children))
 	t.Log(report)
 	require.True(t, report.OK(), report.String())
 	require.Equal(t, keys*rounds, report.Committed)
@@ -66,11 +67,11 @@ func TestRelaySIGKILL(t *testing.T) {
 	for _, db := range harnesses {
 		t.Run(db.dialect, func(t *testing.T) {
 			h := db.new(t)
-			kb := newBroker(t, devkafkaConfig())
-			topic := testenv.Table("orders")
-			tc := consume(t, kb.Addr(), topic)
+			brokers := testenv.Kafka(t)
+			topic := testenv.KafkaTopic(t, brokers, 4)
+			tc := testenv.ConsumeKafka(t, brokers, topic)
 			check := faulttest.NewChecker()
-			env := childEnvFor(db.dialect, h, kb.Addr())
+			env := childEnvFor(db.dialect, h, brokers)
 			children := []*child{startChild(t, env...)}
 
 			writing := make(chan struct{})
@@ -84,9 +85,9 @@ func TestRelaySIGKILL(t *testing.T) {
 				children = append(children, startChild(t, env...))
 			}
 			<-writing
-			tc.waitAll(t, check, 2*time.Minute)
+			tc.WaitAll(t, check, 2*time.Minute)
 			children[len(children)-1].signal(syscall.SIGTERM)
-			report := check.Check(tc.snapshot(), counted(children))
+			report := check.Check(tc.Received(), counted(children))
 			t.Log(report)
 			require.True(t, report.OK(), report.String())
 			require.Greater(t, report.Committed, 1000)

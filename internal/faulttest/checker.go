@@ -1,6 +1,7 @@
 // Package faulttest holds what the fault and load tests share: one checker of
-// DESIGN's promises over what was written and what reached the broker, and a
-// Watermill publisher that records messages and fails on demand.
+// the promises over what was written and what reached the broker, a
+// publisher wrapper that fails on demand (Flaky), and a Watermill publisher
+// that records what it accepts (Recorder).
 package faulttest
 
 import (

@@ -2,36 +2,32 @@ package faulttest
 
 import (
 	"errors"
-	"math/rand/v2"
 	"slices"
 	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
-	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/broker"
 )
 
-// ErrInjected is the error a Recorder returns for an injected failure.
+// ErrInjected is the error a Flaky publisher returns for a failure at
+// random.
 var ErrInjected = errors.New("injected publish failure")
 
 // Recorder is a Watermill message.Publisher that appends what it accepts to
-// an in-memory log and fails on demand: at random with a given rate, for
-// chosen event IDs, or entirely while it is down.
+// an in-memory log, and fails on demand: for chosen event IDs, or entirely
+// while it is down.
 type Recorder struct {
-	mu       sync.Mutex
-	log      []*message.Message
-	rng      *rand.Rand
-	failRate float64
-	failIDs  map[string]error
-	down     error
-	block    chan struct{}
+	mu      sync.Mutex
+	log     []*message.Message
+	failIDs map[string]error
+	down    error
 }
 
-// NewRecorder returns a recorder that fails failRate of its publishes at
-// random (deterministically for a given seed).
-func NewRecorder(failRate float64, seed uint64) *Recorder {
-	return &Recorder{rng: rand.New(rand.NewPCG(seed, seed)), failRate: failRate, failIDs: map[string]error{}}
+// NewRecorder returns an empty recorder.
+func NewRecorder() *Recorder {
+	return &Recorder{failIDs: map[string]error{}}
 }
 
 // FailID makes every publish of event id fail with err.
@@ -48,33 +44,8 @@ func (r *Recorder) SetDown(err error) {
 	r.down = err
 }
 
-// Block makes publishes wait until the returned function is called.
-func (r *Recorder) Block() (unblock func()) {
-	ch := make(chan struct{})
-	r.mu.Lock()
-	r.block = ch
-	r.mu.Unlock()
-	return sync.OnceFunc(func() {
-		r.mu.Lock()
-		r.block = nil
-		r.mu.Unlock()
-		close(ch)
-	})
-}
-
-// Publish implements message.Publisher. It waits for a Block to end or the
-// first message's context to be done.
+// Publish implements message.Publisher.
 func (r *Recorder) Publish(topic string, msgs ...*message.Message) error {
-	r.mu.Lock()
-	block := r.block
-	r.mu.Unlock()
-	if block != nil && len(msgs) > 0 {
-		select {
-		case <-block:
-		case <-msgs[0].Context().Done():
-			return msgs[0].Context().Err()
-		}
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.down != nil {
@@ -84,9 +55,6 @@ func (r *Recorder) Publish(topic string, msgs ...*message.Message) error {
 		if err := r.failIDs[m.UUID]; err != nil {
 			return err
 		}
-	}
-	if r.failRate > 0 && r.rng.Float64() < r.failRate {
-		return ErrInjected
 	}
 	for _, m := range msgs {
 		m.Metadata.Set("_topic", topic)
@@ -106,13 +74,13 @@ func (r *Recorder) Messages() []*message.Message {
 }
 
 // Received returns the log as the checker reads it. The key of a message is
-// its event key header if set, else its aggregate ID.
+// its partition_key metadata, the event key that broker.ToWatermill sets.
 func (r *Recorder) Received() []Received {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]Received, len(r.log))
 	for i, m := range r.log {
-		out[i] = Received{ID: uuid.MustParse(m.UUID), Key: m.Metadata.Get(outbox.HeaderAggregateID)}
+		out[i] = Received{ID: uuid.MustParse(m.UUID), Key: m.Metadata.Get(broker.MetadataPartitionKey)}
 	}
 	return out
 }

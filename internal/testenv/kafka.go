@@ -74,9 +74,17 @@ func KafkaVersion(brokers []string) (string, error) {
 }
 
 // KafkaTopic creates a topic of its own for one test on brokers, with
-// partitions partitions and the brokers' default replication, and deletes it
-// at the end of the test.
+// partitions partitions and the brokers' default replication, waits until
+// every partition has a leader (a client that asks earlier may be told that
+// its broker does not lead it), and deletes the topic at the end of the test.
 func KafkaTopic(t testing.TB, brokers []string, partitions int32) string {
+	t.Helper()
+	return KafkaTopicWith(t, brokers, partitions, nil)
+}
+
+// KafkaTopicWith is KafkaTopic with topic configs, such as
+// {"max.message.bytes": "10000"}.
+func KafkaTopicWith(t testing.TB, brokers []string, partitions int32, configs map[string]string) string {
 	t.Helper()
 	topic := Table("outbox_test")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
@@ -86,9 +94,19 @@ func KafkaTopic(t testing.TB, brokers []string, partitions int32) string {
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := adm.CreateTopic(ctx, partitions, -1, nil, topic)
+	var cfg map[string]*string
+	for k, v := range configs {
+		if cfg == nil {
+			cfg = map[string]*string{}
+		}
+		cfg[k] = &v
+	}
+	resp, err := adm.CreateTopic(ctx, partitions, -1, cfg, topic)
 	if err == nil {
 		err = resp.Err
+	}
+	if err == nil {
+		err = waitLeaders(ctx, adm, topic, partitions)
 	}
 	if err != nil {
 		cl.Close()
@@ -101,4 +119,41 @@ func KafkaTopic(t testing.TB, brokers []string, partitions int32) string {
 		_, _ = adm.DeleteTopics(ctx, topic)
 	})
 	return topic
+}
+
+// waitLeaders waits until every partition of topic answers as led: its
+// leader lists its offsets. The metadata can name a leader before that
+// broker took the partition up, so the metadata alone is not enough.
+func waitLeaders(ctx context.Context, adm *kadm.Client, topic string, partitions int32) error {
+	for {
+		offsets, err := adm.ListEndOffsets(ctx, topic)
+		if err == nil && offsets.Error() == nil {
+			led := 0
+			offsets.Each(func(kadm.ListedOffset) { led++ })
+			if led == int(partitions) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("partitions without a leader: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// KafkaTopicReady waits until every partition of a topic that someone else
+// created has a leader that serves it, as KafkaTopic does for its topics.
+func KafkaTopicReady(t testing.TB, brokers []string, topic string, partitions int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := waitLeaders(ctx, kadm.NewClient(cl), topic, partitions); err != nil {
+		t.Fatalf("topic %s: %v", topic, err)
+	}
 }

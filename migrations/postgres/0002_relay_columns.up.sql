@@ -4,7 +4,10 @@
 --
 -- seq is a BIGSERIAL in all but name: BIGSERIAL would number the rows
 -- already in the table in their physical order, which an UPDATE (a retry)
--- changes. They are numbered in write order instead, by created_at, then id,
+-- changes. They are numbered in write order instead, by created_at, then,
+-- for the rows of one transaction (which share created_at), by their
+-- physical order, which is their insert order unless a row was updated since
+-- (ids of other writers are random and tell nothing). The numbering runs
 -- while ALTER TABLE holds the table locked until the step commits; re-running
 -- the step numbers only rows that have no seq and never moves the sequence
 -- back.
@@ -19,7 +22,7 @@ ALTER TABLE {{.Table}}
     ADD COLUMN IF NOT EXISTS parked_at       TIMESTAMPTZ;
 UPDATE {{.Table}} t SET seq = w.seq
 FROM (
-    SELECT id, COALESCE((SELECT max(seq) FROM {{.Table}}), 0) + row_number() OVER (ORDER BY created_at, id) AS seq
+    SELECT id, COALESCE((SELECT max(seq) FROM {{.Table}}), 0) + row_number() OVER (ORDER BY created_at, ctid) AS seq
     FROM {{.Table}} WHERE seq IS NULL
 ) w
 WHERE t.id = w.id;

@@ -37,7 +37,7 @@ func TestRelayKilledConnections(t *testing.T) {
 	require.NoError(t, err)
 
 	check := faulttest.NewChecker()
-	rec := faulttest.NewRecorder(0, 1)
+	rec := faulttest.NewRecorder()
 	cfg := relaytest.FastConfig()
 	cfg.Lease = 3 * time.Second // bounds the wait for a claim whose commit was lost
 	r, _ := relaytest.Start(t, relayStore, broker.NewWatermill(rec), cfg)

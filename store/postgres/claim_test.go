@@ -39,7 +39,7 @@ func TestClaimDuringShutdown(t *testing.T) {
 	require.NoError(t, tx.Commit(ctx))
 
 	stopping := make(chan struct{})
-	rec := faulttest.NewRecorder(0, 1)
+	rec := faulttest.NewRecorder()
 	_, stop := relaytest.Start(t, lateClaim{st, stopping}, broker.NewWatermill(rec), relaytest.FastConfig())
 	time.Sleep(20 * time.Millisecond) // Run is inside Claim
 	go func() {

@@ -29,7 +29,7 @@ func TestNotifyWakesRelayElsewhere(t *testing.T) {
 		relayStore, err := postgres.New(pool, postgres.Config{Table: writer.Table(), Notify: notify})
 		require.NoError(t, err)
 
-		rec := faulttest.NewRecorder(0, 1)
+		rec := faulttest.NewRecorder()
 		cfg := relaytest.FastConfig()
 		cfg.PollInterval = time.Hour
 		_, stop := relaytest.Start(t, relayStore, broker.NewWatermill(rec), cfg)

@@ -83,11 +83,12 @@ func TestLogs(t *testing.T) {
 	st := testenv.PostgresStore(t, postgres.Config{})
 	log := newRecords()
 	check := faulttest.NewChecker()
-	rec := faulttest.NewRecorder(0, 1)
-	rec.SetDown(fmt.Errorf("dial tcp 127.0.0.1:9: connect: connection refused: %w", outbox.ErrUnreachable))
+	rec := faulttest.NewRecorder()
+	pub := faulttest.NewFlaky(broker.NewWatermill(rec), 0, 1)
+	pub.SetDown(fmt.Errorf("dial tcp 127.0.0.1:9: connect: connection refused: %w", outbox.ErrUnreachable))
 	cfg := relaytest.FastConfig()
 	cfg.Logger = slog.New(log)
-	relaytest.Start(t, st, broker.NewWatermill(rec), cfg)
+	relaytest.Start(t, st, pub, cfg)
 
 	const n = 10
 	events := make([]outbox.Event, n)
@@ -102,7 +103,7 @@ func TestLogs(t *testing.T) {
 
 	const began, ended = "relay: broker outage began; events are released without counting an attempt", "relay: broker outage ended"
 	relaytest.Eventually(t, 10*time.Second, "the outage's first line", func() bool { return len(log.find(began)) > 0 })
-	rec.SetDown(nil)
+	pub.SetDown(nil)
 	relaytest.Eventually(t, 10*time.Second, "all published after the outage", func() bool { return check.Missing(rec.Received()) == 0 })
 	relaytest.Eventually(t, 10*time.Second, "the outage's last line", func() bool { return len(log.find(ended)) > 0 })
 

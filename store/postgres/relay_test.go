@@ -41,7 +41,7 @@ func TestTerminatedConnections(t *testing.T) {
 	require.NoError(t, err)
 
 	check := faulttest.NewChecker()
-	rec := faulttest.NewRecorder(0, 1)
+	rec := faulttest.NewRecorder()
 	cfg := relaytest.FastConfig()
 	cfg.Lease = 3 * time.Second // bounds the wait for a claim whose answer was lost
 	r, _ := relaytest.Start(t, relayStore, broker.NewWatermill(rec), cfg)

@@ -60,23 +60,6 @@ func consume(t *testing.T, addr, topic string, n int) []string {
 	return got
 }
 
-func TestRestartKeepsData(t *testing.T) {
-	t.Parallel()
-	b := start(t, devkafka.Config{Partitions: 1})
-	addr := b.Addr()
-	produce(t, client(t, addr), "restart", "before")
-
-	b.Stop()
-	_, err := net.DialTimeout("tcp", addr, time.Second)
-	require.Error(t, err, "a stopped broker refuses connections")
-	require.Equal(t, addr, b.Addr())
-
-	require.NoError(t, b.Restart())
-	require.Equal(t, addr, b.Addr())
-	produce(t, client(t, addr), "restart", "after")
-	require.Equal(t, []string{"before", "after"}, consume(t, addr, "restart", 2))
-}
-
 func TestPortReuse(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -91,26 +74,6 @@ func TestPortReuse(t *testing.T) {
 		produce(t, client(t, b.Addr()), "reuse", "x")
 		b.Close()
 	}
-}
-
-func TestBlackhole(t *testing.T) {
-	t.Parallel()
-	b := start(t, devkafka.Config{})
-	cl := client(t, b.Addr())
-	require.NoError(t, cl.Ping(t.Context()))
-
-	b.SetBlackhole(true)
-	conn, err := net.DialTimeout("tcp", b.Addr(), time.Second)
-	require.NoError(t, err, "a blackholed broker still accepts connections")
-	conn.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-	defer cancel()
-	require.Error(t, cl.Ping(ctx), "a blackholed broker does not answer")
-
-	b.SetBlackhole(false)
-	ctx, cancel = context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	require.NoError(t, cl.Ping(ctx))
 }
 
 func TestDropProduceResponses(t *testing.T) {

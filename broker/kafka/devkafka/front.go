@@ -8,20 +8,12 @@ import (
 	"time"
 )
 
-// front is the listener kfake accepts from. kfake keeps one listener for its
-// whole life and stops serving when Accept fails, so front survives a Stop:
-// it closes the real listener, blocks Accept until Restart, and hands kfake
-// connections wrapped with the fault switches. Its Addr stays the same so
-// that kfake keeps advertising the same host:port in metadata.
+// front is the listener kfake accepts from. It hands kfake connections that
+// can drop the responses to produce requests.
 type front struct {
+	net.Listener
 	mu        sync.Mutex
-	addr      net.Addr
-	ln        net.Listener  // nil while stopped
-	wake      chan struct{} // closed when ln changes or the front closes
-	closed    bool
-	blackhole bool
 	dropUntil time.Time
-	conns     map[*conn]struct{}
 }
 
 // listen is kfake's ListenFn; kfake calls it once, at start.
@@ -30,118 +22,26 @@ func (f *front) listen(network, address string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.mu.Lock()
-	f.ln, f.addr = ln, ln.Addr()
-	f.mu.Unlock()
+	f.Listener = ln
 	return f, nil
 }
 
-func (f *front) Addr() net.Addr {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.addr
-}
-
+// Accept never fails kfake's loop but when the listener is closed: kfake
+// stops serving after an error.
 func (f *front) Accept() (net.Conn, error) {
 	for {
-		f.mu.Lock()
-		ln, wake, closed := f.ln, f.wake, f.closed
-		f.mu.Unlock()
+		nc, err := f.Listener.Accept()
 		switch {
-		case closed:
-			return nil, net.ErrClosed
-		case ln == nil:
-			<-wake
+		case errors.Is(err, net.ErrClosed):
+			return nil, err
+		case err != nil:
+			// Out of file descriptors and the like: back off rather
+			// than spin.
+			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		nc, err := ln.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				// Out of file descriptors and the like: back off
-				// rather than spin, and never fail kfake's loop.
-				time.Sleep(10 * time.Millisecond)
-			}
-			continue
-		}
-		f.mu.Lock()
-		if f.ln != ln {
-			// Stopped while accepting: the outage already began.
-			f.mu.Unlock()
-			nc.Close()
-			continue
-		}
-		c := &conn{Conn: nc, f: f, dead: make(chan struct{}), produce: map[int32]bool{}}
-		f.conns[c] = struct{}{}
-		f.mu.Unlock()
-		return c, nil
+		return &conn{Conn: nc, f: f, produce: map[int32]bool{}}, nil
 	}
-}
-
-func (f *front) Close() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.closed {
-		f.closed = true
-		f.stopLocked()
-	}
-	return nil
-}
-
-func (f *front) stop() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.stopLocked()
-}
-
-func (f *front) stopLocked() {
-	if f.ln != nil {
-		f.ln.Close()
-		f.ln = nil
-	}
-	f.cutLocked()
-	close(f.wake)
-	f.wake = make(chan struct{})
-}
-
-func (f *front) cutLocked() {
-	for c := range f.conns {
-		c.cut()
-	}
-	clear(f.conns)
-}
-
-func (f *front) restart() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	switch {
-	case f.closed:
-		return net.ErrClosed
-	case f.ln != nil:
-		return nil
-	}
-	ln, err := net.Listen("tcp", f.addr.String())
-	if err != nil {
-		return err
-	}
-	f.ln = ln
-	close(f.wake)
-	f.wake = make(chan struct{})
-	return nil
-}
-
-func (f *front) setBlackhole(on bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.blackhole && !on {
-		f.cutLocked()
-	}
-	f.blackhole = on
-}
-
-func (f *front) blackholed() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.blackhole
 }
 
 func (f *front) dropProduceUntil(t time.Time) {
@@ -156,12 +56,6 @@ func (f *front) droppingProduce() bool {
 	return time.Now().Before(f.dropUntil)
 }
 
-func (f *front) forget(c *conn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.conns, c)
-}
-
 // produceKey is the Kafka API key of Produce requests.
 const produceKey = 0
 
@@ -171,8 +65,6 @@ const produceKey = 0
 type conn struct {
 	net.Conn
 	f       *front
-	dead    chan struct{}
-	cutOnce sync.Once
 	reqHead []byte // the first bytes of the request being read: size, key, version, correlation ID
 	reqLeft int    // bytes of the request being read after reqHead
 	mu      sync.Mutex
@@ -185,12 +77,6 @@ const requestHeadLen = 12
 
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if c.f.blackholed() {
-		// Swallow the request and never answer; ending the blackhole cuts
-		// the connection.
-		<-c.dead
-		return 0, net.ErrClosed
-	}
 	c.track(p[:n])
 	return n, err
 }
@@ -226,10 +112,6 @@ func (c *conn) track(b []byte) {
 // Write relies on kfake writing each response, size and correlation ID
 // first, with one Write call.
 func (c *conn) Write(p []byte) (int, error) {
-	if c.f.blackholed() {
-		<-c.dead
-		return 0, net.ErrClosed
-	}
 	if len(p) >= 8 {
 		corr := int32(binary.BigEndian.Uint32(p[4:8]))
 		c.mu.Lock()
@@ -241,17 +123,4 @@ func (c *conn) Write(p []byte) (int, error) {
 		}
 	}
 	return c.Conn.Write(p)
-}
-
-func (c *conn) Close() error {
-	c.f.forget(c)
-	c.cut()
-	return nil
-}
-
-func (c *conn) cut() {
-	c.cutOnce.Do(func() {
-		close(c.dead)
-		c.Conn.Close()
-	})
 }

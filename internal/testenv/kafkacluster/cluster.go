@@ -75,6 +75,9 @@ func Start(t testing.TB, n int) *Cluster {
 		c.wait(i)
 	}
 	c.waitHealthy()
+	if version, err := testenv.KafkaVersion(c.Brokers()); err == nil {
+		t.Logf("Kafka cluster: %s at %s", version, strings.Join(c.Brokers(), ","))
+	}
 	return c
 }
 
@@ -106,9 +109,19 @@ func (c *Cluster) Kill(i int) {
 	}
 }
 
-// Pause stops node i with SIGSTOP: it keeps its connections but answers
-// nothing, as a broker behind a dropped route. Resume undoes it.
-func (c *Cluster) Pause(i int) { c.signal(i, syscall.SIGSTOP) }
+// Pause stops node i with SIGSTOP and waits until it is stopped: it keeps
+// its connections but answers nothing, as a broker behind a dropped route.
+// Resume undoes it.
+func (c *Cluster) Pause(i int) {
+	c.signal(i, syscall.SIGSTOP)
+	nd := c.nodes[i]
+	nd.mu.Lock()
+	pid := nd.pid
+	nd.mu.Unlock()
+	for pid != 0 && alive(pid) && state(pid) != 'T' {
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // Resume continues a paused node.
 func (c *Cluster) Resume(i int) { c.signal(i, syscall.SIGCONT) }
@@ -294,16 +307,24 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
+// state returns the state letter of pid in /proc (R, S, T, Z, ...), or 0.
+func state(pid int) byte {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The state follows the command name in parentheses.
+	s := string(stat)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2]
+	}
+	return 0
+}
+
 // alive reports whether pid runs. The nodes are not this process's children
 // (node.sh detaches them), and a container's init may leave them zombies, so
 // /proc tells rather than kill(pid, 0).
 func alive(pid int) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses.
-	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+	st := state(pid)
+	return st != 0 && st != 'Z' && st != 'X'
 }
