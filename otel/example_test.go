@@ -16,7 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/broker/wmbroker"
 	outboxotel "github.com/outboxkit/outbox/otel"
 	"github.com/outboxkit/outbox/relay"
 	"github.com/outboxkit/outbox/store/postgres"
@@ -50,7 +50,7 @@ func Example() {
 	defer unregister()
 
 	pubsub := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
-	r, err := relay.New(st, broker.NewWatermill(pubsub), relay.Config{Tracer: outboxotel.NewRelayTracer(opts...)})
+	r, err := relay.New(st, wmbroker.New(pubsub), relay.Config{Tracer: outboxotel.NewRelayTracer(opts...)})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -15,6 +15,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/outboxkit/outbox v0.0.0-00010101000000-000000000000
+	github.com/outboxkit/outbox/broker/wmbroker v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/internal/testenv v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/store/postgres v0.0.0-00010101000000-000000000000
 	github.com/stretchr/testify v1.12.1
@@ -51,3 +52,5 @@ require (
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
 )
+
+replace github.com/outboxkit/outbox/broker/wmbroker => ../broker/wmbroker

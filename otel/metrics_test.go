@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/broker/wmbroker"
 	"github.com/outboxkit/outbox/internal/testenv"
 	outboxotel "github.com/outboxkit/outbox/otel"
 	"github.com/outboxkit/outbox/store/postgres"
@@ -84,7 +84,7 @@ func TestMetrics(t *testing.T) {
 		busy:      map[string]bool{busy.ID.String(): true},
 		rejected:  map[string]bool{rejected.ID.String(): true},
 	}
-	stop := runRelay(t, st, broker.NewWatermill(pub, broker.WithClassifier(classifyRejected)), outboxotel.NewRelayTracer(opts...))
+	stop := runRelay(t, st, wmbroker.New(pub, wmbroker.WithClassifier(classifyRejected)), outboxotel.NewRelayTracer(opts...))
 	write(t, context.Background(), st, events...)
 
 	require.Eventually(t, func() bool {

@@ -16,7 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/broker/wmbroker"
 	"github.com/outboxkit/outbox/internal/testenv"
 	outboxotel "github.com/outboxkit/outbox/otel"
 	"github.com/outboxkit/outbox/store/postgres"
@@ -43,7 +43,7 @@ func TestTraceEndToEnd(t *testing.T) {
 			st := testenv.PostgresStore(t, postgres.Config{Tracer: outboxotel.NewWriteTracer(writeOpts...)})
 			ps := newGoChannel(t)
 			msgs := consume(t, ps, "orders", opts)
-			runRelay(t, st, broker.NewWatermill(ps), outboxotel.NewRelayTracer(opts...))
+			runRelay(t, st, wmbroker.New(ps), outboxotel.NewRelayTracer(opts...))
 
 			ctx, request := tracer.Start(context.Background(), "request")
 			event := envelopeEvent(t, "orders", "corr-e2e")
@@ -116,7 +116,7 @@ func TestMalformedTraceparent(t *testing.T) {
 	st := testenv.PostgresStore(t, postgres.Config{Tracer: outboxotel.NewWriteTracer(opts...)})
 	ps := newGoChannel(t)
 	msgs := consume(t, ps, "orders", opts)
-	runRelay(t, st, broker.NewWatermill(ps),
+	runRelay(t, st, wmbroker.New(ps),
 		outboxotel.NewRelayTracer(append(slices.Clone(opts), outboxotel.WithLogger(newLogger(&logs)))...))
 
 	ctx, request := tracer.Start(context.Background(), "request")
@@ -162,7 +162,7 @@ func TestNoSpan(t *testing.T) {
 	st := testenv.PostgresStore(t, postgres.Config{Tracer: outboxotel.NewWriteTracer(opts...)})
 	ps := newGoChannel(t)
 	msgs := consume(t, ps, "orders", opts)
-	runRelay(t, st, broker.NewWatermill(ps), outboxotel.NewRelayTracer(opts...))
+	runRelay(t, st, wmbroker.New(ps), outboxotel.NewRelayTracer(opts...))
 
 	event := outbox.Event{Topic: "orders", Key: "k", EventType: "order.placed.v1", Payload: []byte(`{}`)}
 	write(t, context.Background(), st, event)

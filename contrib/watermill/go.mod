@@ -22,6 +22,7 @@ require (
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/outboxkit/outbox v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/broker/kafka v0.0.0-00010101000000-000000000000
+	github.com/outboxkit/outbox/broker/wmbroker v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/internal/testenv v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/otel v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/store/mysql v0.0.0-00010101000000-000000000000
@@ -73,3 +74,5 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 )
+
+replace github.com/outboxkit/outbox/broker/wmbroker => ../../broker/wmbroker

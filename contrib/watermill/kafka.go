@@ -13,7 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/broker/wmbroker"
 )
 
 // NewKafkaPublisher returns a publisher for the relay that publishes through
@@ -22,7 +22,7 @@ import (
 // [ClassifyKafkaError]. Close the watermill-kafka publisher when done.
 // broker/kafka publishes to Kafka faster (a batch per request); this path is
 // for services that keep their producer in Watermill.
-func NewKafkaPublisher(brokers []string) (*broker.Watermill, *wmkafka.Publisher, error) {
+func NewKafkaPublisher(brokers []string) (*wmbroker.Publisher, *wmkafka.Publisher, error) {
 	kp, err := wmkafka.NewPublisher(wmkafka.PublisherConfig{
 		Brokers:               brokers,
 		Marshaler:             KafkaMarshaler{},
@@ -31,7 +31,7 @@ func NewKafkaPublisher(brokers []string) (*broker.Watermill, *wmkafka.Publisher,
 	if err != nil {
 		return nil, nil, fmt.Errorf("outboxwatermill: kafka publisher: %w", err)
 	}
-	return broker.NewWatermill(kp, broker.WithClassifier(ClassifyKafkaError)), kp, nil
+	return wmbroker.New(kp, wmbroker.WithClassifier(ClassifyKafkaError)), kp, nil
 }
 
 // SaramaProducerConfig returns the sarama configuration of a watermill-kafka
@@ -67,7 +67,7 @@ func SaramaProducerConfig() *sarama.Config {
 }
 
 // KafkaMarshaler is watermill-kafka's DefaultMarshaler with the event key as
-// the Kafka key: the [MetadataPartitionKey] metadata (broker.ToWatermill sets
+// the Kafka key: the [MetadataPartitionKey] metadata (wmbroker.ToMessage sets
 // it from the event key), none when it is empty, as broker/kafka writes it.
 // The metadata itself stays a header too.
 type KafkaMarshaler struct{ wmkafka.DefaultMarshaler }

@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/broker/kafka"
+	"github.com/outboxkit/outbox/broker/wmbroker"
 	outboxwatermill "github.com/outboxkit/outbox/contrib/watermill"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
@@ -244,11 +244,11 @@ func TestSaramaProducerConfig(t *testing.T) {
 // message without one unkeyed, as broker/kafka does.
 func TestKafkaMarshalerKey(t *testing.T) {
 	t.Parallel()
-	wm := broker.ToWatermill(context.Background(), outboxMessage("t", "order-42", "{}"))
+	wm := wmbroker.ToMessage(context.Background(), outboxMessage("t", "order-42", "{}"))
 	pm, err := outboxwatermill.KafkaMarshaler{}.Marshal("t", wm)
 	require.NoError(t, err)
 	require.Equal(t, sarama.StringEncoder("order-42"), pm.Key)
-	pm, err = outboxwatermill.KafkaMarshaler{}.Marshal("t", broker.ToWatermill(context.Background(), outboxMessage("t", "", "{}")))
+	pm, err = outboxwatermill.KafkaMarshaler{}.Marshal("t", wmbroker.ToMessage(context.Background(), outboxMessage("t", "", "{}")))
 	require.NoError(t, err)
 	require.Nil(t, pm.Key)
 }

@@ -11,13 +11,13 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/broker/wmbroker"
 )
 
 // MetadataPartitionKey is the metadata key from which [Publisher] takes an
 // event's key by default, and in which the relay's Watermill adapter
-// carries it on (broker.MetadataPartitionKey).
-const MetadataPartitionKey = broker.MetadataPartitionKey
+// carries it on (wmbroker.MetadataPartitionKey).
+const MetadataPartitionKey = wmbroker.MetadataPartitionKey
 
 // ErrInvalidUUID is the [outbox.ValidationError] sentinel for a message
 // whose UUID is not a UUID in canonical form: the event ID must be one, and

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
 	outboxwatermill "github.com/outboxkit/outbox/contrib/watermill"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
@@ -190,7 +189,7 @@ func TestRolledBackHandlerPublishesNothing(t *testing.T) {
 			t.Parallel()
 			st, rows, handle := c.setup(t)
 			rec := faulttest.NewRecorder()
-			runRelay(t, st, broker.NewWatermill(rec))
+			runRelay(t, st, rec)
 			ctx := context.Background()
 
 			rolledBack := message.NewMessage(watermill.NewUUID(), []byte(`{"order":"rolled-back"}`))
@@ -204,7 +203,7 @@ func TestRolledBackHandlerPublishesNothing(t *testing.T) {
 			time.Sleep(100 * time.Millisecond) // a few more relay polls
 			var ids []string
 			for _, m := range rec.Messages() {
-				ids = append(ids, m.UUID)
+				ids = append(ids, m.ID.String())
 			}
 			require.Equal(t, []string{sentinel.UUID}, ids)
 			require.Zero(t, rows(rolledBack.UUID))

@@ -72,7 +72,7 @@ func TestRelayStopsWithRouter(t *testing.T) {
 	cfg := testRelayConfig()
 	cfg.BatchSize = 10
 	cfg.Lease = time.Minute
-	r, err := relay.New(st, slowBroker{broker.NewWatermill(rec), 50 * time.Millisecond}, cfg)
+	r, err := relay.New(st, slowBroker{rec, 50 * time.Millisecond}, cfg)
 	require.NoError(t, err)
 	closeRouter := runRouter(t, r)
 	eventually(t, 10*time.Second, func() bool { return len(rec.Messages()) >= 20 }, "relay in the router published nothing")
@@ -87,7 +87,7 @@ func TestRelayStopsWithRouter(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	require.Equal(t, marked, len(rec.Messages()), "the relay published after the router closed")
 
-	r2, err := relay.New(st, broker.NewWatermill(rec), testRelayConfig())
+	r2, err := relay.New(st, rec, testRelayConfig())
 	require.NoError(t, err)
 	closeRouter = runRouter(t, r2)
 	eventually(t, 10*time.Second, func() bool { return count(t, db, published) == n }, "second relay did not drain the table")

@@ -51,6 +51,7 @@ require (
 	github.com/klauspost/compress v1.20.4 // indirect
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
+	github.com/outboxkit/outbox/broker/wmbroker v0.0.0-00010101000000-000000000000 // indirect
 	github.com/outboxkit/outbox/otel v0.0.0-00010101000000-000000000000 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
@@ -77,3 +78,5 @@ require (
 replace github.com/outboxkit/outbox/contrib/watermill => ../../contrib/watermill
 
 replace github.com/outboxkit/outbox/otel => ../../otel
+
+replace github.com/outboxkit/outbox/broker/wmbroker => ../../broker/wmbroker

@@ -33,7 +33,7 @@ func TestRelaySuiteKafka(t *testing.T) {
 	})
 }
 
-// The relay suite over the Watermill-Kafka path (broker.NewWatermill over a
+// The relay suite over the Watermill-Kafka path (wmbroker.New over a
 // watermill-kafka publisher) and Apache Kafka.
 func TestRelaySuiteWatermillKafka(t *testing.T) {
 	brokers := testenv.Kafka(t)

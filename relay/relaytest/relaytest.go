@@ -2,7 +2,7 @@
 // the README's Guarantees checked end to end (writer → store → relay →
 // broker) against a real database. Every store runs it with its
 // storetest.Harness, as it runs storetest: store/postgres and store/mysql
-// do. By default the relays publish through the Watermill adapter to an
+// do. By default the relays publish to an
 // in-memory recorder; [RunBroker] runs the same promises over a real broker
 // and a reader of what reached it. Faults are injected by wrapping the
 // publisher (faulttest.Flaky), and the shared checker of internal/faulttest
@@ -41,11 +41,10 @@ type Broker struct {
 	Received func() []faulttest.Received
 }
 
-// Recorder returns the default broker: an in-memory faulttest.Recorder
-// behind broker.NewWatermill.
+// Recorder returns the default broker: an in-memory faulttest.Recorder.
 func Recorder(*testing.T) Broker {
 	rec := faulttest.NewRecorder()
-	return Broker{Publisher: broker.NewWatermill(rec), Topic: "orders", Received: rec.Received}
+	return Broker{Publisher: rec, Topic: "orders", Received: rec.Received}
 }
 
 // Run runs the suite on the in-memory recorder. newHarness is called once

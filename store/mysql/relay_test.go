@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/relay/relaytest"
@@ -40,7 +39,7 @@ func TestRelayKilledConnections(t *testing.T) {
 	rec := faulttest.NewRecorder()
 	cfg := relaytest.FastConfig()
 	cfg.Lease = 3 * time.Second // bounds the wait for a claim whose commit was lost
-	r, _ := relaytest.Start(t, relayStore, broker.NewWatermill(rec), cfg)
+	r, _ := relaytest.Start(t, relayStore, rec, cfg)
 
 	user := relayUserName(t, relayDB)
 	killed := 0

@@ -7,7 +7,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/relay/relaytest"
@@ -40,7 +39,7 @@ func TestClaimDuringShutdown(t *testing.T) {
 
 	stopping := make(chan struct{})
 	rec := faulttest.NewRecorder()
-	_, stop := relaytest.Start(t, lateClaim{st, stopping}, broker.NewWatermill(rec), relaytest.FastConfig())
+	_, stop := relaytest.Start(t, lateClaim{st, stopping}, rec, relaytest.FastConfig())
 	time.Sleep(20 * time.Millisecond) // Run is inside Claim
 	go func() {
 		time.Sleep(20 * time.Millisecond) // shutdown has begun

@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/relay/relaytest"
@@ -32,7 +31,7 @@ func TestNotifyWakesRelayElsewhere(t *testing.T) {
 		rec := faulttest.NewRecorder()
 		cfg := relaytest.FastConfig()
 		cfg.PollInterval = time.Hour
-		_, stop := relaytest.Start(t, relayStore, broker.NewWatermill(rec), cfg)
+		_, stop := relaytest.Start(t, relayStore, rec, cfg)
 		ctx := context.Background()
 		time.Sleep(200 * time.Millisecond) // the relay has polled once and listens
 

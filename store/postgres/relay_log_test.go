@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/relay/relaytest"
@@ -84,7 +83,7 @@ func TestLogs(t *testing.T) {
 	log := newRecords()
 	check := faulttest.NewChecker()
 	rec := faulttest.NewRecorder()
-	pub := faulttest.NewFlaky(broker.NewWatermill(rec), 0, 1)
+	pub := faulttest.NewFlaky(rec, 0, 1)
 	pub.SetDown(fmt.Errorf("dial tcp 127.0.0.1:9: connect: connection refused: %w", outbox.ErrUnreachable))
 	cfg := relaytest.FastConfig()
 	cfg.Logger = slog.New(log)

@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/relay/relaytest"
@@ -44,7 +43,7 @@ func TestTerminatedConnections(t *testing.T) {
 	rec := faulttest.NewRecorder()
 	cfg := relaytest.FastConfig()
 	cfg.Lease = 3 * time.Second // bounds the wait for a claim whose answer was lost
-	r, _ := relaytest.Start(t, relayStore, broker.NewWatermill(rec), cfg)
+	r, _ := relaytest.Start(t, relayStore, rec, cfg)
 
 	killed := 0
 	for round := range 20 {

@@ -1,4 +1,8 @@
-package broker
+// Package wmbroker publishes outbox messages through any Watermill
+// message.Publisher (watermill-amqp, watermill-kafka, ...): the relay's
+// broker.Publisher over Watermill. broker/kafka is the Kafka adapter of
+// choice; this one is for the other brokers Watermill reaches.
+package wmbroker
 
 import (
 	"context"
@@ -17,7 +21,7 @@ import (
 // marshaler, or contrib/watermill's KafkaMarshaler).
 const MetadataPartitionKey = "partition_key"
 
-// Watermill publishes through any Watermill message.Publisher. Each message is
+// Publisher publishes through any Watermill message.Publisher. Each message is
 // published with its own Publish call, so that each gets its own outcome; use
 // broker/kafka for Kafka, which produces a batch in bulk.
 //
@@ -27,13 +31,13 @@ const MetadataPartitionKey = "partition_key"
 //
 // Once a message fails as unreachable, the later ones of the call are not
 // sent: they fail as unreachable too.
-type Watermill struct {
+type Publisher struct {
 	pub      message.Publisher
 	classify func(error) error
 }
 
-// WatermillOption configures [NewWatermill].
-type WatermillOption func(*Watermill)
+// Option configures [New].
+type Option func(*Publisher)
 
 // WithClassifier sets the function that wraps a publisher's errors with
 // [outbox.ErrPermanent], [outbox.ErrUnreachable] and
@@ -43,22 +47,22 @@ type WatermillOption func(*Watermill)
 // not sent; a reset connection is unreachable with an unknown outcome (it
 // may break after the write); every other error has an unknown outcome. An
 // error the publisher already classified is left as it is.
-func WithClassifier(classify func(error) error) WatermillOption {
-	return func(w *Watermill) { w.classify = classify }
+func WithClassifier(classify func(error) error) Option {
+	return func(w *Publisher) { w.classify = classify }
 }
 
-// NewWatermill returns a [Publisher] over pub. The caller keeps ownership of
-// pub and closes it.
-func NewWatermill(pub message.Publisher, opts ...WatermillOption) *Watermill {
-	w := &Watermill{pub: pub, classify: classifyNetError}
+// New returns a publisher over pub. The caller keeps ownership of pub and
+// closes it.
+func New(pub message.Publisher, opts ...Option) *Publisher {
+	w := &Publisher{pub: pub, classify: classifyNetError}
 	for _, o := range opts {
 		o(w)
 	}
 	return w
 }
 
-// Publish implements [Publisher].
-func (w *Watermill) Publish(ctx context.Context, msgs []*outbox.Message) []error {
+// Publish implements broker.Publisher.
+func (w *Publisher) Publish(ctx context.Context, msgs []*outbox.Message) []error {
 	var errs []error
 	failed := map[[2]string]bool{}
 	var unreachable error
@@ -73,7 +77,7 @@ func (w *Watermill) Publish(ctx context.Context, msgs []*outbox.Message) []error
 			err = fmt.Errorf("%w: not sent after %v", outbox.ErrUnreachable, unreachable)
 			failed[k] = true
 		default:
-			if err = w.pub.Publish(m.Topic, ToWatermill(ctx, m)); err != nil {
+			if err = w.pub.Publish(m.Topic, ToMessage(ctx, m)); err != nil {
 				err = w.classify(fmt.Errorf("publish %s: %w", m.Topic, err))
 				failed[k] = true
 				if errors.Is(err, outbox.ErrUnreachable) {
@@ -91,10 +95,10 @@ func (w *Watermill) Publish(ctx context.Context, msgs []*outbox.Message) []error
 	return errs
 }
 
-// ToWatermill converts m into a Watermill message: UUID = event ID, payload =
+// ToMessage converts m into a Watermill message: UUID = event ID, payload =
 // value, metadata = headers (without HeaderMessageUUID), and the key as
 // [MetadataPartitionKey] when m has one.
-func ToWatermill(ctx context.Context, m *outbox.Message) *message.Message {
+func ToMessage(ctx context.Context, m *outbox.Message) *message.Message {
 	wm := message.NewMessage(m.ID.String(), m.Value)
 	wm.Metadata = make(message.Metadata, len(m.Headers)+1)
 	maps.Copy(wm.Metadata, m.Headers)

@@ -1,19 +1,68 @@
-package broker_test
+package wmbroker_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
-	"github.com/outboxkit/outbox/broker"
+	"github.com/outboxkit/outbox/broker/wmbroker"
 	"github.com/outboxkit/outbox/internal/faulttest"
 )
+
+// recorder is a Watermill publisher that keeps what it accepts and fails
+// on demand: chosen messages, or every one while it is down.
+type recorder struct {
+	mu   sync.Mutex
+	log  []*message.Message
+	fail map[string]error
+	down error
+}
+
+func newRecorder() *recorder { return &recorder{fail: map[string]error{}} }
+
+func (r *recorder) FailID(id uuid.UUID, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fail[id.String()] = err
+}
+
+func (r *recorder) SetDown(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = err
+}
+
+func (r *recorder) Publish(_ string, msgs ...*message.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down != nil {
+		return r.down
+	}
+	for _, m := range msgs {
+		if err := r.fail[m.UUID]; err != nil {
+			return err
+		}
+	}
+	r.log = append(r.log, msgs...)
+	return nil
+}
+
+func (r *recorder) Close() error { return nil }
+
+func (r *recorder) Messages() []*message.Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.log)
+}
 
 func msg(key string, n int) *outbox.Message {
 	id := outbox.NewID()
@@ -28,10 +77,10 @@ func msg(key string, n int) *outbox.Message {
 // UUID, and their headers (but the UUID header) as metadata.
 func TestWatermillPerKeySkip(t *testing.T) {
 	t.Parallel()
-	rec := faulttest.NewRecorder()
+	rec := newRecorder()
 	a1, a2, b1, a3 := msg("a", 1), msg("a", 2), msg("b", 1), msg("a", 3)
 	rec.FailID(a2.ID, errors.New("boom"))
-	errs := broker.NewWatermill(rec).Publish(context.Background(), []*outbox.Message{a1, a2, b1, a3})
+	errs := wmbroker.New(rec).Publish(context.Background(), []*outbox.Message{a1, a2, b1, a3})
 	require.Len(t, errs, 4)
 	require.NoError(t, errs[0])
 	require.ErrorContains(t, errs[1], "boom")
@@ -51,18 +100,18 @@ func TestWatermillPerKeySkip(t *testing.T) {
 // can mark other errors permanent. All accepted → nil.
 func TestWatermillClassification(t *testing.T) {
 	t.Parallel()
-	rec := faulttest.NewRecorder()
+	rec := newRecorder()
 	rec.SetDown(fmt.Errorf("dial tcp 127.0.0.1:1: %w", syscall.ECONNREFUSED))
-	errs := broker.NewWatermill(rec).Publish(context.Background(), []*outbox.Message{msg("a", 1)})
+	errs := wmbroker.New(rec).Publish(context.Background(), []*outbox.Message{msg("a", 1)})
 	require.ErrorIs(t, errs[0], outbox.ErrUnreachable)
 
 	rec.SetDown(errors.New("schema rejected"))
-	permanent := broker.WithClassifier(func(err error) error { return fmt.Errorf("%w: %w", outbox.ErrPermanent, err) })
-	errs = broker.NewWatermill(rec, permanent).Publish(context.Background(), []*outbox.Message{msg("a", 1)})
+	permanent := wmbroker.WithClassifier(func(err error) error { return fmt.Errorf("%w: %w", outbox.ErrPermanent, err) })
+	errs = wmbroker.New(rec, permanent).Publish(context.Background(), []*outbox.Message{msg("a", 1)})
 	require.ErrorIs(t, errs[0], outbox.ErrPermanent)
 
 	rec.SetDown(nil)
-	faulttest.RequireAccepted(t, broker.NewWatermill(rec).Publish(context.Background(), []*outbox.Message{msg("a", 1), msg("b", 1)}))
+	faulttest.RequireAccepted(t, wmbroker.New(rec).Publish(context.Background(), []*outbox.Message{msg("a", 1), msg("b", 1)}))
 }
 
 // The default classifier is conservative: a Watermill publisher does not
@@ -80,9 +129,9 @@ func TestWatermillUnknownOutcome(t *testing.T) {
 		{fmt.Errorf("%w: too large", outbox.ErrPermanent), false, false},
 		{fmt.Errorf("%w: down", outbox.ErrUnreachable), true, false},
 	} {
-		rec := faulttest.NewRecorder()
+		rec := newRecorder()
 		rec.SetDown(tc.err)
-		errs := broker.NewWatermill(rec).Publish(context.Background(), []*outbox.Message{msg("a", 1)})
+		errs := wmbroker.New(rec).Publish(context.Background(), []*outbox.Message{msg("a", 1)})
 		require.Equal(t, tc.unreachable, errors.Is(errs[0], outbox.ErrUnreachable), "%v", tc.err)
 		require.Equal(t, tc.unknown, errors.Is(errs[0], outbox.ErrUnknownOutcome), "%v", tc.err)
 		require.ErrorIs(t, errs[0], tc.err)
@@ -93,10 +142,10 @@ func TestWatermillUnknownOutcome(t *testing.T) {
 // that an outage is reported after one publish, not one per message.
 func TestWatermillStopsWhenUnreachable(t *testing.T) {
 	t.Parallel()
-	rec := faulttest.NewRecorder()
+	rec := newRecorder()
 	rec.SetDown(fmt.Errorf("dial: %w", syscall.ECONNREFUSED))
 	pub := &counting{Publisher: rec}
-	errs := broker.NewWatermill(pub).Publish(context.Background(), []*outbox.Message{msg("a", 1), msg("b", 1), msg("a", 2)})
+	errs := wmbroker.New(pub).Publish(context.Background(), []*outbox.Message{msg("a", 1), msg("b", 1), msg("a", 2)})
 	require.ErrorIs(t, errs[0], outbox.ErrUnreachable)
 	require.ErrorIs(t, errs[1], outbox.ErrUnreachable)
 	require.ErrorIs(t, errs[2], outbox.ErrSkipped)
@@ -115,11 +164,11 @@ func (c *counting) Publish(topic string, msgs ...*message.Message) error {
 
 // The event key travels as the partition_key metadata, which Watermill's
 // partitioning marshalers read; an event without a key has none.
-func TestToWatermillCarriesTheKey(t *testing.T) {
+func TestToMessageCarriesTheKey(t *testing.T) {
 	t.Parallel()
-	wm := broker.ToWatermill(context.Background(), msg("order-42", 1))
-	require.Equal(t, "order-42", wm.Metadata.Get(broker.MetadataPartitionKey))
+	wm := wmbroker.ToMessage(context.Background(), msg("order-42", 1))
+	require.Equal(t, "order-42", wm.Metadata.Get(wmbroker.MetadataPartitionKey))
 	unkeyed := msg("", 2)
-	_, ok := broker.ToWatermill(context.Background(), unkeyed).Metadata[broker.MetadataPartitionKey]
+	_, ok := wmbroker.ToMessage(context.Background(), unkeyed).Metadata[wmbroker.MetadataPartitionKey]
 	require.False(t, ok)
 }
