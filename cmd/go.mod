@@ -64,7 +64,6 @@ require (
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
-	github.com/outboxkit/outbox/broker/wmbroker v0.0.0-00010101000000-000000000000 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
@@ -89,3 +88,5 @@ require (
 )
 
 replace github.com/outboxkit/outbox/broker/wmbroker => ../broker/wmbroker
+
+replace github.com/outboxkit/outbox/contrib/watermill => ../contrib/watermill

@@ -1,7 +1,8 @@
 package otel
 
 import (
-	"github.com/ThreeDotsLabs/watermill/message"
+	"context"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -11,47 +12,50 @@ import (
 	"github.com/outboxkit/outbox"
 )
 
-// Middleware returns a Watermill handler middleware that continues the
-// writer's trace on the consumer side. For each message it extracts the
-// trace context from the metadata with the propagator, starts a
-// "process {topic}" span of kind consumer as its child, puts the correlation
-// ID from the metadata into the context ([outbox.WithCorrelationID]), sets
-// that context on the message for the handler, and records the handler's
-// error on the span.
-//
-// It uses [WithTracerProvider], [WithPropagators] and [WithMessagingSystem].
-func Middleware(opts ...Option) message.HandlerMiddleware {
+// ConsumeTracer continues a writer's trace on the consumer side, whatever
+// the consumer library: contrib/watermill's Middleware wraps it for
+// Watermill routers.
+type ConsumeTracer struct {
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
+	system attribute.KeyValue
+}
+
+// NewConsumeTracer returns a consume tracer. It uses [WithTracerProvider],
+// [WithPropagators] and [WithMessagingSystem].
+func NewConsumeTracer(opts ...Option) *ConsumeTracer {
 	c := newConfig(opts)
-	tracer, prop, system := c.tracer(), c.prop, c.systemAttr()
-	return func(h message.HandlerFunc) message.HandlerFunc {
-		return func(msg *message.Message) ([]*message.Message, error) {
-			ctx := prop.Extract(msg.Context(), propagation.MapCarrier(msg.Metadata))
-			topic := message.SubscribeTopicFromCtx(ctx)
-			attrs := []attribute.KeyValue{
-				system,
-				semconv.MessagingOperationTypeProcess,
-				semconv.MessagingOperationName("process"),
-				semconv.MessagingMessageID(msg.UUID),
-			}
-			if topic != "" {
-				attrs = append(attrs, semconv.MessagingDestinationName(topic))
-			}
-			correlationID := msg.Metadata.Get(outbox.HeaderCorrelationID)
-			if correlationID != "" {
-				attrs = append(attrs, semconv.MessagingMessageConversationID(correlationID))
-				ctx = outbox.WithCorrelationID(ctx, correlationID)
-			}
-			ctx, span := tracer.Start(ctx, spanName("process", topic),
-				trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
-			defer span.End()
-			msg.SetContext(ctx)
-			produced, err := h(msg)
-			if err != nil {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, err.Error())
-				span.SetAttributes(semconv.ErrorType(err))
-			}
-			return produced, err
+	return &ConsumeTracer{tracer: c.tracer(), prop: c.prop, system: c.systemAttr()}
+}
+
+// Start extracts the trace context from a message's headers, starts a
+// "process {topic}" span of kind consumer as its child, and puts the
+// message's correlation ID into the returned context
+// ([outbox.WithCorrelationID]). Call end with the handler's error when the
+// message is handled.
+func (t *ConsumeTracer) Start(ctx context.Context, topic, messageID string, headers map[string]string) (_ context.Context, end func(error)) {
+	ctx = t.prop.Extract(ctx, propagation.MapCarrier(headers))
+	attrs := []attribute.KeyValue{
+		t.system,
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationName("process"),
+		semconv.MessagingMessageID(messageID),
+	}
+	if topic != "" {
+		attrs = append(attrs, semconv.MessagingDestinationName(topic))
+	}
+	if id := headers[outbox.HeaderCorrelationID]; id != "" {
+		attrs = append(attrs, semconv.MessagingMessageConversationID(id))
+		ctx = outbox.WithCorrelationID(ctx, id)
+	}
+	ctx, span := t.tracer.Start(ctx, spanName("process", topic),
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+	return ctx, func(err error) {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+			span.SetAttributes(semconv.ErrorType(err))
 		}
+		span.End()
 	}
 }

@@ -12,9 +12,9 @@
 //     {topic}" span per batch and topic, linked to each event's stored
 //     context, and the relay's metrics. The headers keep carrying the stored
 //     context, so the consumer continues the writer's trace.
-//   - [Middleware] is a Watermill handler middleware that continues the trace
-//     in a "process {topic}" span and puts the correlation ID into the
-//     message's context.
+//   - [ConsumeTracer] continues the trace on the consumer side in a "process
+//     {topic}" span and puts the correlation ID into the handler's context;
+//     contrib/watermill's Middleware wraps it for Watermill routers.
 //   - [RegisterStoreMetrics] reports a table's backlog as gauges.
 //
 // Usage:
@@ -23,7 +23,7 @@
 //	r, _ := relay.New(st, pub, relay.Config{Tracer: outboxotel.NewRelayTracer()})
 //	unregister, _ := outboxotel.RegisterStoreMetrics(st)
 //	defer unregister()
-//	router.AddMiddleware(outboxotel.Middleware())
+//	router.AddMiddleware(outboxwatermill.Middleware()) // contrib/watermill
 //
 // Following the OpenTelemetry contrib rules, everything takes
 // [WithTracerProvider], [WithMeterProvider] and [WithPropagators] and defaults

@@ -17,6 +17,7 @@ import (
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker/wmbroker"
+	outboxwatermill "github.com/outboxkit/outbox/contrib/watermill"
 	outboxotel "github.com/outboxkit/outbox/otel"
 	"github.com/outboxkit/outbox/relay"
 	"github.com/outboxkit/outbox/store/postgres"
@@ -60,7 +61,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	router.AddMiddleware(outboxotel.Middleware(opts...))
+	router.AddMiddleware(outboxwatermill.Middleware(opts...))
 	router.AddConsumerHandler("orders", "orders", pubsub, func(msg *message.Message) error {
 		// msg.Context() continues the writer's trace and carries its
 		// correlation ID.
@@ -91,25 +92,21 @@ func Example() {
 	}
 }
 
-// ExampleMiddleware shows what a handler behind the middleware sees of a
-// message that the relay published.
-func ExampleMiddleware() {
-	mw := outboxotel.Middleware(
+// ExampleConsumeTracer shows what a handler sees of a message that the
+// relay published: the writer's trace and the correlation ID.
+func ExampleConsumeTracer() {
+	tracer := outboxotel.NewConsumeTracer(
 		outboxotel.WithTracerProvider(sdktrace.NewTracerProvider()),
 		outboxotel.WithPropagators(propagation.TraceContext{}),
 	)
-	handler := mw(func(msg *message.Message) ([]*message.Message, error) {
-		fmt.Println("trace:", trace.SpanContextFromContext(msg.Context()).TraceID())
-		fmt.Println("correlation:", outbox.CorrelationID(msg.Context()))
-		return nil, nil
-	})
-
-	msg := message.NewMessage("0198c4c2-7f1a-7000-8000-000000000042", []byte(`{}`))
-	msg.Metadata.Set(outbox.HeaderTraceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	msg.Metadata.Set(outbox.HeaderCorrelationID, "corr-42")
-	if _, err := handler(msg); err != nil {
-		log.Fatal(err)
+	headers := map[string]string{
+		outbox.HeaderTraceparent:   "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		outbox.HeaderCorrelationID: "corr-42",
 	}
+	ctx, end := tracer.Start(context.Background(), "orders", "0198c4c2-7f1a-7000-8000-000000000042", headers)
+	fmt.Println("trace:", trace.SpanContextFromContext(ctx).TraceID())
+	fmt.Println("correlation:", outbox.CorrelationID(ctx))
+	end(nil)
 	// Output:
 	// trace: 4bf92f3577b34da6a3ce929d0e0e4736
 	// correlation: corr-42

@@ -20,6 +20,7 @@ import (
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker"
+	outboxwatermill "github.com/outboxkit/outbox/contrib/watermill"
 	"github.com/outboxkit/outbox/internal/testenv"
 	outboxotel "github.com/outboxkit/outbox/otel"
 	"github.com/outboxkit/outbox/relay"
@@ -51,7 +52,7 @@ func consume(t *testing.T, ps *gochannel.GoChannel, topic string, opts []outboxo
 	t.Helper()
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: time.Second}, watermill.NopLogger{})
 	require.NoError(t, err)
-	router.AddMiddleware(outboxotel.Middleware(opts...))
+	router.AddMiddleware(outboxwatermill.Middleware(opts...))
 	out := make(chan received, 100)
 	router.AddConsumerHandler("consume", topic, ps, func(msg *message.Message) error {
 		out <- received{

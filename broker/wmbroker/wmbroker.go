@@ -18,7 +18,7 @@ import (
 
 // MetadataPartitionKey is the Watermill metadata that carries the event key,
 // so that a marshaler can partition by it (watermill-kafka's partitioning
-// marshaler, or contrib/watermill's KafkaMarshaler).
+// marshaler, or contrib/watermill/wmkafka's Marshaler).
 const MetadataPartitionKey = "partition_key"
 
 // Publisher publishes through any Watermill message.Publisher. Each message is

@@ -75,7 +75,6 @@ var commands = []*command{
 	replayCommand,
 	auditCommand,
 	relayCommand,
-	devkafkaCommand,
 }
 
 func main() {

@@ -2,16 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"regexp"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/outboxkit/outbox/internal/testenv"
 )
 
 func TestUsage(t *testing.T) {
@@ -22,12 +15,8 @@ func TestUsage(t *testing.T) {
 		out  string // in stdout when code is 0, else in stderr
 	}{
 		{nil, 2, "usage: outbox <command>"},
-		{[]string{"help"}, 0, "devkafka"},
+		{[]string{"help"}, 0, "relay"},
 		{[]string{"--help"}, 0, "commands:"},
-		{[]string{"help", "devkafka"}, 0, "-partitions"},
-		{[]string{"devkafka", "--help"}, 0, "-port"},
-		{[]string{"devkafka", "-nope"}, 2, "flag provided but not defined"},
-		{[]string{"devkafka", "extra"}, 2, "unexpected arguments"},
 		{[]string{"nope"}, 2, `unknown command "nope"`},
 		{[]string{"help"}, 0, "OUTBOX_DSN"},
 		{[]string{"parked"}, 2, "usage: outbox parked <command>"},
@@ -49,40 +38,6 @@ func TestUsage(t *testing.T) {
 		require.Equal(t, tc.code, code, "%q: %s", tc.args, stderr.String())
 		require.Contains(t, stdout.String()+stderr.String(), tc.out, "%q", tc.args)
 	}
-}
-
-func TestDevkafka(t *testing.T) {
-	t.Parallel()
-	ctx, cancel := context.WithCancel(t.Context())
-	var stdout, stderr testenv.Buffer
-	done := make(chan int)
-	go func() { done <- run(ctx, []string{"devkafka", "-port", "0", "-partitions", "2"}, &stdout, &stderr) }()
-
-	listening := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
-	var addr string
-	require.Eventually(t, func() bool {
-		m := listening.FindStringSubmatch(stdout.String())
-		if m != nil {
-			addr = m[1]
-		}
-		return m != nil
-	}, 10*time.Second, 10*time.Millisecond, "stderr: %s", stderr.String())
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	require.NoError(t, err)
-	defer cl.Close()
-	pingCtx, pingCancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer pingCancel()
-	require.NoError(t, cl.Ping(pingCtx))
-
-	cancel()
-	select {
-	case code := <-done:
-		require.Equal(t, 0, code, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("devkafka did not stop on cancel")
-	}
-	require.False(t, strings.Contains(stderr.String(), "outbox devkafka:"), stderr.String())
 }
 
 // Flags marked with a variable take it from the environment; the command

@@ -19,6 +19,7 @@ import (
 	"github.com/outboxkit/outbox/broker/kafka"
 	"github.com/outboxkit/outbox/broker/wmbroker"
 	outboxwatermill "github.com/outboxkit/outbox/contrib/watermill"
+	"github.com/outboxkit/outbox/contrib/watermill/wmkafka"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/relay/relaytest"
@@ -146,7 +147,7 @@ func TestSubscriberReadsKafkaPublisher(t *testing.T) {
 }
 
 // broker/kafka places keys where sarama's hash partitioner does, over a few
-// thousand keys, and so does the Watermill-Kafka path with KafkaMarshaler:
+// thousand keys, and so does the Watermill-Kafka path with wmkafka.Marshaler:
 // Watermill and sarama producers and consumers, and the data already on a
 // topic, keep their partitions. This test lives here because it needs sarama,
 // which broker/kafka does not import.
@@ -162,7 +163,7 @@ func TestKeyPlacementMatchesSarama(t *testing.T) {
 		msgs = append(msgs, outboxMessage(direct, fmt.Sprintf("order-%d", i), fmt.Sprint(i)))
 	}
 	faulttest.RequireAccepted(t, p.Publish(t.Context(), msgs))
-	wp, kp, err := outboxwatermill.NewKafkaPublisher(brokers)
+	wp, kp, err := wmkafka.NewPublisher(brokers)
 	require.NoError(t, err)
 	defer kp.Close()
 	for _, m := range msgs {
@@ -184,13 +185,13 @@ func TestKeyPlacementMatchesSarama(t *testing.T) {
 
 // The relay publishes through the Watermill-Kafka path with per-key order:
 // the event key reaches watermill-kafka as partition_key metadata, and
-// KafkaMarshaler makes it the Kafka key.
+// wmkafka.Marshaler makes it the Kafka key.
 func TestKafkaPathPerKeyOrder(t *testing.T) {
 	t.Parallel()
 	st := testenv.PostgresStore(t, postgres.Config{})
 	brokers := testenv.Kafka(t)
 	topic := testenv.KafkaTopic(t, brokers, 6)
-	wp, kp, err := outboxwatermill.NewKafkaPublisher(brokers)
+	wp, kp, err := wmkafka.NewPublisher(brokers)
 	require.NoError(t, err)
 	defer kp.Close()
 	tc := testenv.ConsumeKafka(t, brokers, topic)
@@ -216,10 +217,10 @@ func TestKafkaPathPerKeyOrder(t *testing.T) {
 	require.True(t, report.OK(), report.String())
 }
 
-// TestSaramaProducerConfig pins the knobs the relay's promises rest on.
-func TestSaramaProducerConfig(t *testing.T) {
+// TestWmkafkaSaramaConfig pins the knobs the relay's promises rest on.
+func TestWmkafkaSaramaConfig(t *testing.T) {
 	t.Parallel()
-	c := outboxwatermill.SaramaProducerConfig()
+	c := wmkafka.SaramaConfig()
 	require.NoError(t, c.Validate())
 	require.True(t, c.Producer.Idempotent)
 	require.Equal(t, sarama.WaitForAll, c.Producer.RequiredAcks)
@@ -240,20 +241,20 @@ func TestSaramaProducerConfig(t *testing.T) {
 	require.Equal(t, want, got)
 }
 
-// KafkaMarshaler keys a message by its partition_key metadata, and leaves a
+// wmkafka.Marshaler keys a message by its partition_key metadata, and leaves a
 // message without one unkeyed, as broker/kafka does.
-func TestKafkaMarshalerKey(t *testing.T) {
+func TestWmkafkaMarshalerKey(t *testing.T) {
 	t.Parallel()
 	wm := wmbroker.ToMessage(context.Background(), outboxMessage("t", "order-42", "{}"))
-	pm, err := outboxwatermill.KafkaMarshaler{}.Marshal("t", wm)
+	pm, err := wmkafka.Marshaler{}.Marshal("t", wm)
 	require.NoError(t, err)
 	require.Equal(t, sarama.StringEncoder("order-42"), pm.Key)
-	pm, err = outboxwatermill.KafkaMarshaler{}.Marshal("t", wmbroker.ToMessage(context.Background(), outboxMessage("t", "", "{}")))
+	pm, err = wmkafka.Marshaler{}.Marshal("t", wmbroker.ToMessage(context.Background(), outboxMessage("t", "", "{}")))
 	require.NoError(t, err)
 	require.Nil(t, pm.Key)
 }
 
-func TestClassifyKafkaError(t *testing.T) {
+func TestWmkafkaClassify(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		err                             error
@@ -266,7 +267,7 @@ func TestClassifyKafkaError(t *testing.T) {
 		{fmt.Errorf("dial: %w", syscall.ECONNREFUSED), false, true, true},
 		{errors.New("something else"), false, false, true},
 	} {
-		got := outboxwatermill.ClassifyKafkaError(fmt.Errorf("cannot produce message: %w", tc.err))
+		got := wmkafka.Classify(fmt.Errorf("cannot produce message: %w", tc.err))
 		require.ErrorIs(t, got, tc.err)
 		require.Equal(t, tc.permanent, errors.Is(got, outbox.ErrPermanent), "%v permanent", tc.err)
 		require.Equal(t, tc.unreachable, errors.Is(got, outbox.ErrUnreachable), "%v unreachable", tc.err)

@@ -51,6 +51,7 @@ import (
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker/kafka"
 	"github.com/outboxkit/outbox/broker/kafka/devkafka"
+	outboxwatermill "github.com/outboxkit/outbox/contrib/watermill"
 	"github.com/outboxkit/outbox/migrations"
 	outboxotel "github.com/outboxkit/outbox/otel"
 	"github.com/outboxkit/outbox/relay"
@@ -259,7 +260,7 @@ func consumer(brokers []string, opts []outboxotel.Option, written *sync.Map, han
 	if err != nil {
 		return nil, err
 	}
-	router.AddMiddleware(outboxotel.Middleware(opts...))
+	router.AddMiddleware(outboxwatermill.Middleware(opts...))
 	router.AddConsumerHandler("orders", topic, sub, func(msg *message.Message) error {
 		if _, ok := written.Load(msg.UUID); !ok {
 			return nil

@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox/broker/kafka"
-	outboxwatermill "github.com/outboxkit/outbox/contrib/watermill"
+	"github.com/outboxkit/outbox/contrib/watermill/wmkafka"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/relay/relaytest"
 )
@@ -39,7 +39,7 @@ func TestRelaySuiteWatermillKafka(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	relaytest.RunBroker(t, testenv.PostgresHarness, func(t *testing.T) relaytest.Broker {
 		b := kafkaTarget(t, brokers)
-		pub, kp, err := outboxwatermill.NewKafkaPublisher(brokers)
+		pub, kp, err := wmkafka.NewPublisher(brokers)
 		require.NoError(t, err)
 		t.Cleanup(func() { kp.Close() })
 		b.Publisher = pub

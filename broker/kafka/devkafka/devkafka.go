@@ -1,5 +1,5 @@
 // Package devkafka runs a single-node Kafka-protocol broker in process, for
-// the demo and local development (`outbox devkafka`), and for the one fault
+// the demo and local development (`go run ./cmd/devkafka`), and for the one fault
 // tests cannot inject into Apache Kafka: [Broker.DropProduceResponses]
 // appends produce requests to the log but throws their responses away, as
 // when acks are lost. It is kfake (franz-go's fake cluster) behind a TCP

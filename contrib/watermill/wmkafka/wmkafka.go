@@ -1,4 +1,9 @@
-package outboxwatermill
+// Package wmkafka is the relay's path to Kafka through a watermill-kafka
+// publisher, for services that keep their producer in Watermill: a safe
+// sarama configuration, a marshaler that keys records by the event key, and
+// the classification of sarama's errors. broker/kafka publishes to Kafka
+// faster (a batch per request) and needs neither sarama nor Watermill.
+package wmkafka
 
 import (
 	"errors"
@@ -9,32 +14,32 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	watermillkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/broker/wmbroker"
 )
 
-// NewKafkaPublisher returns a publisher for the relay that publishes through
+// NewPublisher returns a publisher for the relay that publishes through
 // a watermill-kafka publisher to brokers, built with
-// [SaramaProducerConfig] and [KafkaMarshaler], its errors classified by
-// [ClassifyKafkaError]. Close the watermill-kafka publisher when done.
+// [SaramaConfig] and [Marshaler], its errors classified by
+// [Classify]. Close the watermill-kafka publisher when done.
 // broker/kafka publishes to Kafka faster (a batch per request); this path is
 // for services that keep their producer in Watermill.
-func NewKafkaPublisher(brokers []string) (*wmbroker.Publisher, *wmkafka.Publisher, error) {
-	kp, err := wmkafka.NewPublisher(wmkafka.PublisherConfig{
+func NewPublisher(brokers []string) (*wmbroker.Publisher, *watermillkafka.Publisher, error) {
+	kp, err := watermillkafka.NewPublisher(watermillkafka.PublisherConfig{
 		Brokers:               brokers,
-		Marshaler:             KafkaMarshaler{},
-		OverwriteSaramaConfig: SaramaProducerConfig(),
+		Marshaler:             Marshaler{},
+		OverwriteSaramaConfig: SaramaConfig(),
 	}, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("outboxwatermill: kafka publisher: %w", err)
+		return nil, nil, fmt.Errorf("wmkafka: publisher: %w", err)
 	}
-	return wmbroker.New(kp, wmbroker.WithClassifier(ClassifyKafkaError)), kp, nil
+	return wmbroker.New(kp, wmbroker.WithClassifier(Classify)), kp, nil
 }
 
-// SaramaProducerConfig returns the sarama configuration of a watermill-kafka
+// SaramaConfig returns the sarama configuration of a watermill-kafka
 // publisher that the relay publishes through: an idempotent producer with
 // acks from all in-sync replicas and one request in flight per connection,
 // so that a resend after a lost ack is dropped by the broker instead of
@@ -43,7 +48,7 @@ func NewKafkaPublisher(brokers []string) (*wmbroker.Publisher, *wmkafka.Publishe
 // bounded timeouts (3 s per network step) and one retry. watermill-kafka's
 // own default (acks from the leader only, not idempotent) duplicates a
 // message whose ack is lost.
-func SaramaProducerConfig() *sarama.Config {
+func SaramaConfig() *sarama.Config {
 	c := sarama.NewConfig()
 	c.ClientID = "outbox"
 	c.Version = sarama.V2_8_0_0 // idempotent produce needs 0.11 or later
@@ -66,32 +71,34 @@ func SaramaProducerConfig() *sarama.Config {
 	return c
 }
 
-// KafkaMarshaler is watermill-kafka's DefaultMarshaler with the event key as
-// the Kafka key: the [MetadataPartitionKey] metadata (wmbroker.ToMessage sets
+// Marshaler is watermill-kafka's DefaultMarshaler with the event key as
+// the Kafka key: the wmbroker.MetadataPartitionKey metadata (wmbroker.ToMessage sets
 // it from the event key), none when it is empty, as broker/kafka writes it.
 // The metadata itself stays a header too.
-type KafkaMarshaler struct{ wmkafka.DefaultMarshaler }
+type Marshaler struct {
+	watermillkafka.DefaultMarshaler
+}
 
-// Marshal implements wmkafka.Marshaler.
-func (m KafkaMarshaler) Marshal(topic string, msg *message.Message) (*sarama.ProducerMessage, error) {
+// Marshal implements watermillkafka.Marshaler.
+func (m Marshaler) Marshal(topic string, msg *message.Message) (*sarama.ProducerMessage, error) {
 	pm, err := m.DefaultMarshaler.Marshal(topic, msg)
 	if err != nil {
 		return nil, err
 	}
-	if key := msg.Metadata.Get(MetadataPartitionKey); key != "" {
+	if key := msg.Metadata.Get(wmbroker.MetadataPartitionKey); key != "" {
 		pm.Key = sarama.StringEncoder(key)
 	}
 	return pm, nil
 }
 
-// ClassifyKafkaError classifies the errors of a watermill-kafka publisher
+// Classify classifies the errors of a watermill-kafka publisher
 // for broker.WithClassifier. Too large, invalid topic and invalid record
 // wrap outbox.ErrPermanent (the broker refused them). No broker, no leader,
 // not enough replicas and network errors wrap outbox.ErrUnreachable. Every
 // error but a permanent one also wraps outbox.ErrUnknownOutcome: sarama
 // retries a message before it gives up, and an earlier attempt may have
 // been appended.
-func ClassifyKafkaError(err error) error {
+func Classify(err error) error {
 	for _, target := range []error{sarama.ErrMessageSizeTooLarge, sarama.ErrInvalidTopic, sarama.ErrInvalidRecord} {
 		if errors.Is(err, target) {
 			return fmt.Errorf("%w: %w", outbox.ErrPermanent, err)
