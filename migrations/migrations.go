@@ -47,14 +47,26 @@ type Files struct {
 	check func(ctx context.Context, conn *sql.Conn, d Dialect, table string) error
 }
 
-// Outbox is the outbox table's migrations, which Up, Down and List apply.
-// Up refuses an existing table that is not the seed's or the relay's outbox
-// table with [ErrNotOutboxTable], before it changes anything.
-var Outbox = Files{FS: outboxFiles, check: checkOutboxTable}
+// Outbox returns the outbox table's migrations, which Up, Down and List
+// apply. Up refuses an existing table that is not the Python services' or
+// the relay's outbox table with [ErrNotOutboxTable], before it changes
+// anything.
+func Outbox() Files { return Files{FS: outboxFiles, check: checkOutboxTable} }
 
-// Dialect is a SQL dialect with its migrations.
-type Dialect struct {
-	name string
+// Dialect is a SQL dialect: its migrations are in the folder of its name.
+type Dialect string
+
+// The supported dialects.
+const (
+	PostgreSQL Dialect = "postgres"
+	MySQL      Dialect = "mysql"
+)
+
+// Name returns "postgres" or "mysql".
+func (d Dialect) Name() string { return string(d) }
+
+// dialectSQL is what applying migrations needs to know of a dialect.
+type dialectSQL struct {
 	// lock and unlock serialize appliers on one connection.
 	lock, unlock string
 	// versionTable creates the bookkeeping table.
@@ -63,36 +75,35 @@ type Dialect struct {
 	placeholder func(n int) string
 }
 
-// Name returns "postgres" or "mysql".
-func (d Dialect) Name() string { return d.name }
-
-// The supported dialects.
-var (
-	PostgreSQL = Dialect{
-		name:   "postgres",
-		lock:   "SELECT pg_advisory_lock(7411932051)",
-		unlock: "SELECT pg_advisory_unlock(7411932051)",
-		versionTable: `CREATE TABLE IF NOT EXISTS outbox_migrations (
+func (d Dialect) sql() (dialectSQL, error) {
+	switch d {
+	case PostgreSQL:
+		return dialectSQL{
+			lock:   "SELECT pg_advisory_lock(7411932051)",
+			unlock: "SELECT pg_advisory_unlock(7411932051)",
+			versionTable: `CREATE TABLE IF NOT EXISTS outbox_migrations (
     table_name VARCHAR(128) NOT NULL,
     version    INTEGER NOT NULL,
     name       VARCHAR(255) NOT NULL,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (table_name, version))`,
-		placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
-	}
-	MySQL = Dialect{
-		name:   "mysql",
-		lock:   "SELECT GET_LOCK('outbox_migrations', 60)",
-		unlock: "SELECT RELEASE_LOCK('outbox_migrations')",
-		versionTable: `CREATE TABLE IF NOT EXISTS outbox_migrations (
+			placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
+		}, nil
+	case MySQL:
+		return dialectSQL{
+			lock:   "SELECT GET_LOCK('outbox_migrations', 60)",
+			unlock: "SELECT RELEASE_LOCK('outbox_migrations')",
+			versionTable: `CREATE TABLE IF NOT EXISTS outbox_migrations (
     table_name VARCHAR(128) NOT NULL,
     version    INTEGER NOT NULL,
     name       VARCHAR(255) NOT NULL,
     applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     PRIMARY KEY (table_name, version))`,
-		placeholder: func(int) string { return "?" },
+			placeholder: func(int) string { return "?" },
+		}, nil
 	}
-)
+	return dialectSQL{}, fmt.Errorf("%w %q", ErrNoDialect, string(d))
+}
 
 // DefaultTable is the seed's table name.
 const DefaultTable = "event_outbox"
@@ -124,17 +135,20 @@ type Status struct {
 }
 
 // Migrations returns d's outbox migrations in version order.
-func (d Dialect) Migrations() ([]Migration, error) { return Outbox.Migrations(d) }
+func (d Dialect) Migrations() ([]Migration, error) { return Outbox().Migrations(d) }
 
 // Migrations returns the migrations of f for d, in version order.
 func (f Files) Migrations(d Dialect) ([]Migration, error) {
-	entries, err := fs.Glob(f, d.name+"/*.up.sql")
+	if _, err := d.sql(); err != nil {
+		return nil, err
+	}
+	entries, err := fs.Glob(f, string(d)+"/*.up.sql")
 	if err != nil {
 		return nil, err
 	}
 	var ms []Migration
 	for _, path := range entries {
-		base := strings.TrimSuffix(strings.TrimPrefix(path, d.name+"/"), ".up.sql")
+		base := strings.TrimSuffix(strings.TrimPrefix(path, string(d)+"/"), ".up.sql")
 		num, name, _ := strings.Cut(base, "_")
 		v, err := strconv.Atoi(num)
 		if err != nil {
@@ -144,7 +158,7 @@ func (f Files) Migrations(d Dialect) ([]Migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		down, err := fs.ReadFile(f, d.name+"/"+base+".down.sql")
+		down, err := fs.ReadFile(f, string(d)+"/"+base+".down.sql")
 		if err != nil {
 			return nil, fmt.Errorf("migration %s: %w", base, err)
 		}
@@ -200,19 +214,19 @@ func stripComments(s string) string {
 
 // Up applies every outbox migration of d that table lacks, in order.
 func Up(ctx context.Context, db *sql.DB, d Dialect, table string) error {
-	return Outbox.Up(ctx, db, d, table)
+	return Outbox().Up(ctx, db, d, table)
 }
 
 // Down reverts the last applied outbox migration of table. Reverting version
 // 1 drops the table with every event in it.
 func Down(ctx context.Context, db *sql.DB, d Dialect, table string) error {
-	return Outbox.Down(ctx, db, d, table)
+	return Outbox().Down(ctx, db, d, table)
 }
 
 // List returns d's outbox migrations and whether each has been applied to
 // table.
 func List(ctx context.Context, db *sql.DB, d Dialect, table string) ([]Status, error) {
-	return Outbox.List(ctx, db, d, table)
+	return Outbox().List(ctx, db, d, table)
 }
 
 // Up applies every migration of f that table lacks, in order.
@@ -265,6 +279,10 @@ func (f Files) migrate(ctx context.Context, db *sql.DB, d Dialect, table string,
 	if err := ValidateTable(table); err != nil {
 		return err
 	}
+	dsql, err := d.sql()
+	if err != nil {
+		return err
+	}
 	ms, err := f.Migrations(d)
 	if err != nil {
 		return err
@@ -274,11 +292,11 @@ func (f Files) migrate(ctx context.Context, db *sql.DB, d Dialect, table string,
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, d.lock); err != nil {
+	if _, err := conn.ExecContext(ctx, dsql.lock); err != nil {
 		return fmt.Errorf("migrate: lock: %w", err)
 	}
 	defer func() {
-		if _, uerr := conn.ExecContext(context.WithoutCancel(ctx), d.unlock); uerr != nil && err == nil {
+		if _, uerr := conn.ExecContext(context.WithoutCancel(ctx), dsql.unlock); uerr != nil && err == nil {
 			err = fmt.Errorf("migrate: unlock: %w", uerr)
 		}
 	}()
@@ -290,11 +308,11 @@ func (f Files) migrate(ctx context.Context, db *sql.DB, d Dialect, table string,
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	if _, err := conn.ExecContext(ctx, d.versionTable); err != nil {
+	if _, err := conn.ExecContext(ctx, dsql.versionTable); err != nil {
 		return fmt.Errorf("migrate: version table: %w", err)
 	}
 	applied := map[int]bool{}
-	rows, err := conn.QueryContext(ctx, "SELECT version FROM outbox_migrations WHERE table_name = "+d.placeholder(1), table)
+	rows, err := conn.QueryContext(ctx, "SELECT version FROM outbox_migrations WHERE table_name = "+dsql.placeholder(1), table)
 	if err != nil {
 		return fmt.Errorf("migrate: read versions: %w", err)
 	}
@@ -317,7 +335,7 @@ func (f Files) migrate(ctx context.Context, db *sql.DB, d Dialect, table string,
 		}
 	}
 	for _, s := range steps {
-		if err := apply(ctx, conn, d, table, s); err != nil {
+		if err := apply(ctx, conn, dsql, table, s); err != nil {
 			return err
 		}
 	}
@@ -326,7 +344,7 @@ func (f Files) migrate(ctx context.Context, db *sql.DB, d Dialect, table string,
 
 // apply runs one step in a transaction. PostgreSQL rolls DDL back with it;
 // MySQL commits DDL implicitly, so its statements are written to be re-run.
-func apply(ctx context.Context, conn *sql.Conn, d Dialect, table string, s step) error {
+func apply(ctx context.Context, conn *sql.Conn, dsql dialectSQL, table string, s step) error {
 	stmts, err := s.m.SQL(table, s.up)
 	if err != nil {
 		return err
@@ -341,7 +359,7 @@ func apply(ctx context.Context, conn *sql.Conn, d Dialect, table string, s step)
 			return fmt.Errorf("migration %d_%s on %s: %w", s.m.Version, s.m.Name, table, err)
 		}
 	}
-	p := d.placeholder
+	p := dsql.placeholder
 	if s.up {
 		_, err = tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO outbox_migrations (table_name, version, name) VALUES (%s, %s, %s)", p(1), p(2), p(3)), table, s.m.Version, s.m.Name)
 	} else {
@@ -365,5 +383,5 @@ func DialectFor(name string) (Dialect, error) {
 	case "mysql", "mariadb":
 		return MySQL, nil
 	}
-	return Dialect{}, fmt.Errorf("%w %q", ErrNoDialect, name)
+	return "", fmt.Errorf("%w %q", ErrNoDialect, name)
 }

@@ -45,7 +45,7 @@ func checkOutboxTable(ctx context.Context, conn *sql.Conn, d Dialect, table stri
 		return fmt.Errorf("migrate: %s: %w: has the relay's column(s) %s but not seq; nothing was applied",
 			table, ErrNotOutboxTable, strings.Join(present(cols, relayColumns), ", "))
 	}
-	if d.name == MySQL.name {
+	if d == MySQL {
 		index := "ix_" + tableName(table) + "_unpublished"
 		var n int
 		if err := conn.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.statistics
@@ -64,7 +64,7 @@ func checkOutboxTable(ctx context.Context, conn *sql.Conn, d Dialect, table stri
 func (d Dialect) columns(ctx context.Context, conn *sql.Conn, table string) (map[string]bool, error) {
 	schema, name := schemaArg(table), tableName(table)
 	q := `SELECT column_name FROM information_schema.columns WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?`
-	if d.name == PostgreSQL.name {
+	if d == PostgreSQL {
 		// Unquoted identifiers are folded to lower case.
 		q = `SELECT column_name FROM information_schema.columns WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2`
 		name = strings.ToLower(name)

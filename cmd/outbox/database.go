@@ -204,7 +204,7 @@ func (o dbOptions) openStore(ctx context.Context) (*database, error) {
 func parseDSN(dsn string) (migrations.Dialect, string, error) {
 	switch {
 	case dsn == "":
-		return migrations.Dialect{}, "", usagef("no database: set --dsn or $OUTBOX_DSN")
+		return "", "", usagef("no database: set --dsn or $OUTBOX_DSN")
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return migrations.PostgreSQL, dsn, nil
 	case strings.HasPrefix(dsn, "mysql://"):
@@ -220,7 +220,7 @@ func parseDSN(dsn string) (migrations.Dialect, string, error) {
 	if _, err := gomysql.ParseDSN(dsn); err == nil {
 		return migrations.MySQL, dsn, nil
 	}
-	return migrations.Dialect{}, "", usagef("cannot tell the database from the DSN: want postgres://user@host:5432/db " +
+	return "", "", usagef("cannot tell the database from the DSN: want postgres://user@host:5432/db " +
 		"or user:pass@tcp(host:3306)/db (see 'outbox help')")
 }
 
