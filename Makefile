@@ -13,8 +13,10 @@ PKGS = $(shell scripts/modules.sh list | sed 's,$$,/...,')
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-demo: ## Run the quickstart: PostgreSQL transactions -> relay -> Kafka -> Watermill consumer.
-	$(GO) run ./examples/quickstart
+demo: ## Run the demo: orders in database transactions -> relay -> Kafka -> a Watermill consumer (DB=postgres|mysql).
+	@echo "building the demo (first run downloads and compiles dependencies, about a minute)..."
+	@$(GO) build -o .cache/bin/quickstart ./examples/quickstart
+	@.cache/bin/quickstart $(if $(DB),-db $(DB))
 
 services: ## Start PostgreSQL, MariaDB and Kafka on 127.0.0.1 (idempotent; installs what is missing).
 	@scripts/services.sh up

@@ -4,22 +4,24 @@
 // them. It exits by itself with a summary, non-zero if a committed event was
 // lost or a rolled-back one was seen.
 //
-// Without configuration it uses PostgreSQL on 127.0.0.1 and starts an
-// embedded development Kafka broker. OUTBOX_POSTGRES_URL and
-// OUTBOX_KAFKA_BROKERS (comma-separated) point it at real ones;
-// OUTBOX_MYSQL_DSN (a go-sql-driver DSN such as
-// root@tcp(127.0.0.1:3306)/test) runs it on MySQL/MariaDB instead; and
+// -db picks the database: "postgres" (OUTBOX_POSTGRES_URL, default
+// PostgreSQL on 127.0.0.1) or "mysql" (OUTBOX_MYSQL_DSN, a go-sql-driver DSN
+// such as root@tcp(127.0.0.1:3306)/test). Without -db it takes the one whose
+// variable is set, else PostgreSQL. Kafka is an embedded development broker
+// unless OUTBOX_KAFKA_BROKERS (comma-separated) names real ones.
 // OUTBOX_TABLE names the outbox table (default event_outbox).
 //
-//	go run ./examples/quickstart
+//	go run ./examples/quickstart [-db postgres|mysql]
 package main
 
 import (
 	"cmp"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -49,31 +51,26 @@ type OrderPlaced struct {
 }
 
 func main() {
-	if err := run(os.Stdout); err != nil {
+	dbName := flag.String("db", "", `the database: "postgres" or "mysql" (default: the one whose OUTBOX_ variable is set, else postgres)`)
+	flag.Parse()
+	if err := run(os.Stdout, *dbName); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out io.Writer) error {
+func run(out io.Writer, dbName string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
 	// 1. The database: the outbox table through migrations, a business table,
 	// and the store.
-	table := cmp.Or(os.Getenv("OUTBOX_TABLE"), migrations.DefaultTable)
-	var db shop
-	var err error
-	if dsn := os.Getenv("OUTBOX_MYSQL_DSN"); dsn != "" {
-		db, err = openMySQL(ctx, dsn, table)
-	} else {
-		db, err = openPostgres(ctx, cmp.Or(os.Getenv("OUTBOX_POSTGRES_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), table)
-	}
+	db, err := openShop(ctx, dbName, cmp.Or(os.Getenv("OUTBOX_TABLE"), migrations.DefaultTable))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	fmt.Fprintln(out, "outbox table", table, "on", db.Name())
+	fmt.Fprintln(out, "outbox table on", db.Name())
 
 	// 2. Kafka: a real cluster, or the embedded development broker.
 	brokers := strings.Split(os.Getenv("OUTBOX_KAFKA_BROKERS"), ",")
@@ -95,8 +92,8 @@ func run(out io.Writer) error {
 	// 3. A Watermill router consumes the topic, as the services downstream do.
 	run := outbox.NewID().String()[24:] // the random part of the UUIDv7
 	var mu sync.Mutex
-	seen := map[string]bool{}
-	received := make(chan struct{}, orders)
+	seen := map[string]int{} // deliveries of each event
+	received := make(chan string, orders+1)
 	router, err := consumer(brokers, "quickstart-"+run, func(msg *message.Message) error {
 		env, err := outbox.DecodeEnvelope[OrderPlaced](msg.Payload)
 		if err != nil || env.Metadata["run"] != run {
@@ -105,11 +102,11 @@ func run(out io.Writer) error {
 		fmt.Fprintf(out, "  consumed %s %s (key %s, correlation %s)\n", env.EventType, env.Data.OrderID,
 			msg.Metadata.Get(outbox.HeaderAggregateID), msg.Metadata.Get(outbox.HeaderCorrelationID))
 		mu.Lock()
-		first := !seen[msg.UUID]
-		seen[msg.UUID] = true
+		seen[msg.UUID]++
+		first := seen[msg.UUID] == 1
 		mu.Unlock()
 		if first {
-			received <- struct{}{}
+			received <- msg.UUID
 		}
 		return nil
 	})
@@ -130,32 +127,39 @@ func run(out io.Writer) error {
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- r.Run(relayCtx) }()
 
-	// 5. Write orders; every fourth transaction rolls back on purpose.
+	// 5. Write orders; every fourth transaction rolls back on purpose. A
+	// last order, committed after all of them, is the sentinel: once the
+	// consumer has it, the relay has gone past every earlier write.
 	committed, rolledBack := map[string]bool{}, map[string]bool{}
-	for i := 1; i <= orders; i++ {
-		id, err := placeOrder(ctx, db, run, i, i%4 == 0)
+	var sentinel string
+	for i := 1; i <= orders+1; i++ {
+		rollback := i%4 == 0 && i <= orders
+		id, err := placeOrder(ctx, db, run, i, rollback)
 		if err != nil {
 			return err
 		}
-		if i%4 == 0 {
+		if rollback {
 			rolledBack[id] = true
 			fmt.Fprintf(out, "wrote order-%d and rolled it back\n", i)
 		} else {
 			committed[id] = true
 			fmt.Fprintf(out, "wrote order-%d and committed\n", i)
 		}
+		sentinel = id
 	}
 
-	// 6. Wait for every committed event, then a moment more for strays.
-	deadline := time.After(30 * time.Second)
-	for n := 0; n < len(committed); n++ {
+	// 6. Wait until the consumer has every committed event, the sentinel
+	// last among them to be written, then stop the relay.
+	pending := maps.Clone(committed)
+	timeout := time.After(30 * time.Second)
+	for len(pending) > 0 {
 		select {
-		case <-received:
-		case <-deadline:
-			n = len(committed)
+		case id := <-received:
+			delete(pending, id)
+		case <-timeout:
+			return fmt.Errorf("%d committed events not consumed after 30s (sentinel consumed: %v)", len(pending), !pending[sentinel])
 		}
 	}
-	time.Sleep(time.Second)
 	stopRelay()
 	if err := <-relayDone; err != nil {
 		return err
@@ -163,23 +167,38 @@ func run(out io.Writer) error {
 
 	mu.Lock()
 	defer mu.Unlock()
-	published, lost, leaked := 0, 0, 0
+	consumed, lost, leaked, duplicates := 0, 0, 0, 0
 	for id := range committed {
-		if seen[id] {
-			published++
+		if seen[id] > 0 {
+			consumed++
 		} else {
 			lost++
 		}
 	}
-	for id := range rolledBack {
-		if seen[id] {
+	for id, n := range seen {
+		if rolledBack[id] {
 			leaked++
 		}
+		duplicates += max(0, n-1)
 	}
-	fmt.Fprintf(out, "\npublished %d, rolled back %d, never seen %d", published, len(rolledBack), len(rolledBack)-leaked)
-	fmt.Fprintf(out, " (relay: %+v)\n", r.Stats())
-	if lost > 0 || leaked > 0 {
-		return fmt.Errorf("%d committed events lost, %d rolled-back events published", lost, leaked)
+	fmt.Fprintln(out)
+	for _, line := range []struct {
+		what string
+		n    int
+	}{
+		{"transactions committed", len(committed)},
+		{"transactions rolled back", len(rolledBack)},
+		{"events committed", len(committed)},
+		{"events the relay published", int(r.Stats().Published)},
+		{"events the consumer received from Kafka", consumed},
+		{"lost", lost},
+		{"from rolled-back transactions", leaked},
+		{"duplicates", duplicates},
+	} {
+		fmt.Fprintf(out, "%-41s %d\n", line.what+":", line.n)
+	}
+	if lost > 0 || leaked > 0 || duplicates > 0 {
+		return fmt.Errorf("%d committed events lost, %d rolled-back events published, %d duplicates", lost, leaked, duplicates)
 	}
 	return nil
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 
 	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,6 +26,24 @@ type shop interface {
 	Store() store.Store
 	PlaceOrder(ctx context.Context, orderID string, totalCents int, event outbox.Event, rollback bool) error
 	Close()
+}
+
+// openShop opens the database named by dbName ("postgres", "mysql"), or,
+// when it is empty, the one whose OUTBOX_ variable is set, else PostgreSQL.
+func openShop(ctx context.Context, dbName, table string) (shop, error) {
+	if dbName == "" {
+		dbName = "postgres"
+		if os.Getenv("OUTBOX_POSTGRES_URL") == "" && os.Getenv("OUTBOX_MYSQL_DSN") != "" {
+			dbName = "mysql"
+		}
+	}
+	switch dbName {
+	case "postgres":
+		return openPostgres(ctx, cmp.Or(os.Getenv("OUTBOX_POSTGRES_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), table)
+	case "mysql":
+		return openMySQL(ctx, cmp.Or(os.Getenv("OUTBOX_MYSQL_DSN"), "root@tcp(127.0.0.1:3306)/test"), table)
+	}
+	return nil, fmt.Errorf("unknown database %q: want postgres or mysql", dbName)
 }
 
 type pgShop struct {
