@@ -1,13 +1,17 @@
 package outboxamqp_test
 
 import (
-	"context"
+	"bufio"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"sync"
 	"testing"
 
+	"github.com/ThreeDotsLabs/watermill"
+	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
@@ -134,8 +138,8 @@ func received(d amqp.Delivery) faulttest.Received {
 
 // proxy forwards TCP connections from a port of its own to the server, and
 // injects the faults a network can: it refuses connections while down, cuts
-// the open ones, and holds the bytes of one direction (read, not forwarded)
-// until they are let through or cut.
+// the open ones, and holds back what one direction carries from a given
+// AMQP method on (read, not forwarded) until it cuts them.
 type proxy struct {
 	addr, target string
 
@@ -143,14 +147,21 @@ type proxy struct {
 	changed  *sync.Cond
 	ln       net.Listener
 	conns    map[net.Conn]bool
-	held     [2]bool // toServer, toClient
-	cutEpoch int     // bytes held before a cut are dropped
+	holdFrom [2]uint32 // per direction, the method from which frames are held
+	held     [2]bool   // per direction, whether frames are held now
+	holding  [2]int    // per direction, frames read and not forwarded
+	cutEpoch int       // frames held before a cut are dropped
 	wg       sync.WaitGroup
 }
 
+// Directions, and the AMQP methods (class and method ID) the tests hold
+// from.
 const (
 	toServer = 0
 	toClient = 1
+
+	basicPublish = 60<<16 | 40
+	basicAck     = 60<<16 | 80
 )
 
 // newProxy starts a proxy to target; it stops at the end of the test.
@@ -218,51 +229,94 @@ func (p *proxy) forward(client net.Conn) {
 	p.mu.Unlock()
 }
 
-// pipe copies src to dst, waiting while dir is held; a cut drops what it
-// holds. Either side closing closes both, as on a direct connection.
+// pipe copies src to dst frame by frame, holding frames while dir is held;
+// a cut drops what it holds. Either side closing closes both, as on a
+// direct connection.
 func (p *proxy) pipe(dst, src net.Conn, dir int) {
 	defer dst.Close()
 	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			epoch := p.cutEpoch
-			for p.held[dir] && p.cutEpoch == epoch {
-				p.changed.Wait()
-			}
-			cut := p.cutEpoch != epoch
-			p.mu.Unlock()
-			if cut {
-				return
-			}
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
+	r := bufio.NewReader(src)
+	if dir == toServer { // the protocol header comes first
+		header := make([]byte, 8)
+		if _, err := io.ReadFull(r, header); err != nil {
+			return
 		}
+		if _, err := dst.Write(header); err != nil {
+			return
+		}
+	}
+	for {
+		frame, err := readFrame(r)
 		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		epoch := p.cutEpoch
+		if from := p.holdFrom[dir]; from != 0 && method(frame) == from {
+			p.held[dir] = true
+		}
+		p.holding[dir]++
+		for p.held[dir] && p.cutEpoch == epoch {
+			p.changed.Wait()
+		}
+		p.holding[dir]--
+		cut := p.cutEpoch != epoch
+		p.mu.Unlock()
+		if cut {
+			return
+		}
+		if _, err := dst.Write(frame); err != nil {
 			return
 		}
 	}
 }
 
-// Hold stops forwarding the bytes of one direction: they are read and kept.
-func (p *proxy) Hold(dir int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.held[dir] = true
+// readFrame reads an AMQP 0-9-1 frame: type, channel, payload size, payload
+// and the frame-end octet.
+func readFrame(r *bufio.Reader) ([]byte, error) {
+	head := make([]byte, 7)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, err
+	}
+	frame := make([]byte, 7+int(binary.BigEndian.Uint32(head[3:]))+1)
+	copy(frame, head)
+	_, err := io.ReadFull(r, frame[7:])
+	return frame, err
 }
 
-// Cut closes every open connection, dropping the bytes held, and lets the
-// next ones through.
+// method returns the class and method ID of a method frame, 0 for another
+// frame.
+func method(frame []byte) uint32 {
+	if frame[0] != 1 || len(frame) < 12 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(frame[7:11])
+}
+
+// HoldFrom holds back the frames of one direction from the next method m
+// on, until a cut.
+func (p *proxy) HoldFrom(dir int, m uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holdFrom[dir] = m
+}
+
+// Holding returns the number of frames of one direction held back now.
+func (p *proxy) Holding(dir int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.holding[dir]
+}
+
+// Cut closes every open connection, dropping the frames held, and lets the
+// next connections through.
 func (p *proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
 		c.Close()
 	}
-	p.held = [2]bool{}
+	p.held, p.holdFrom = [2]bool{}, [2]uint32{}
 	p.cutEpoch++
 	p.changed.Broadcast()
 }
@@ -286,17 +340,50 @@ func (p *proxy) Up(t testing.TB) {
 	p.serve(ln)
 }
 
-// publishOne publishes m through pub in the background; the result arrives
-// on the returned channel.
-func publishOne(pub *wmbroker.Publisher, m *outbox.Message) <-chan error {
-	done := make(chan error, 1)
-	go func() {
-		errs := pub.Publish(context.Background(), []*outbox.Message{m})
-		if errs == nil {
-			done <- nil
-			return
-		}
-		done <- errs[0]
-	}()
-	return done
+// dials counts the connections a watermill-amqp publisher dialed.
+type dials struct {
+	mu   sync.Mutex
+	n    int
+	more *sync.Cond
+}
+
+// Wait waits until n connections were dialed, refused ones included.
+func (d *dials) Wait(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.n < n {
+		d.more.Wait()
+	}
+}
+
+// viaProxy returns the relay's publisher to the server at u through p,
+// built as NewPublisher builds it (with edit applied to its configuration,
+// if any), and its dials, closed at the end of the test.
+//
+// watermill-amqp v3.0.2 replaces a field without synchronization when its
+// connection breaks, and reads it in every Publish (an open upstream issue:
+// the race detector reports a publish that overlaps a reconnect). It dials
+// again right after that write, so the tests publish after a break only
+// once the publisher dialed again: that orders the write before their
+// publishes, and they run under the race detector.
+func viaProxy(t testing.TB, p *proxy, u string, edit func(*wamqp.Config)) (*wmbroker.Publisher, *dials) {
+	t.Helper()
+	cfg := outboxamqp.Config(p.url(t, u))
+	if edit != nil {
+		edit(&cfg)
+	}
+	d := &dials{}
+	d.more = sync.NewCond(&d.mu)
+	dial := cfg.Connection.AmqpConfig.Dial
+	cfg.Connection.AmqpConfig.Dial = func(network, addr string) (net.Conn, error) {
+		d.mu.Lock()
+		d.n++
+		d.more.Broadcast()
+		d.mu.Unlock()
+		return dial(network, addr)
+	}
+	ap, err := wamqp.NewPublisher(cfg, watermill.NopLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() { ap.Close() })
+	return wmbroker.New(ap, wmbroker.WithClassifier(outboxamqp.Classify)), d
 }

@@ -61,9 +61,12 @@ func NewPublisher(url string, logger watermill.LoggerAdapter) (*wmbroker.Publish
 //   - messages are persistent, and Publish returns once the broker confirmed
 //     the message (publisher confirms): without confirms, a message lost with
 //     its connection would count as published;
-//   - a pool of channels; bounded dial (5 s) and heartbeats (10 s), so that
-//     a publish on a server gone silent fails within 15 s; reconnects with a
-//     backoff from 0.5 s doubling to 5 s.
+//   - a channel per publish, not watermill-amqp's channel pool: the pool
+//     loses a channel each time it fails to reopen one after a broken
+//     connection, and once it is empty every publish waits for ever;
+//   - bounded dial (5 s) and heartbeats (10 s), so that a publish on a
+//     server gone silent fails within 15 s; reconnects with a backoff from
+//     0.5 s doubling to 5 s.
 //
 // A message is only kept by a queue bound before it arrived: declare the
 // queues (start the consumers) before the relay publishes.
@@ -83,6 +86,5 @@ func Config(url string) wamqp.Config {
 	c.Exchange.Arguments = amqp.Table{"hash-header": wmbroker.MetadataPartitionKey}
 	c.QueueBind.GenerateRoutingKey = func(string) string { return "1" } // the queue's weight
 	c.Publish.ConfirmDelivery = true
-	c.Publish.ChannelPoolSize = 4
 	return c
 }

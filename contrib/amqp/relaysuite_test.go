@@ -3,6 +3,7 @@ package outboxamqp_test
 import (
 	"testing"
 
+	wamqp "github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox/broker/wmbroker"
@@ -12,14 +13,14 @@ import (
 	"github.com/outboxkit/outbox/relay/relaytest"
 )
 
-// newPublisher returns the relay's publisher to the server at u, closed at
-// the end of the test.
-func newPublisher(t testing.TB, u string) *wmbroker.Publisher {
+// newPublisher returns the relay's publisher to the server at u and the
+// watermill-amqp publisher under it, closed at the end of the test.
+func newPublisher(t testing.TB, u string) (*wmbroker.Publisher, *wamqp.Publisher) {
 	t.Helper()
 	pub, ap, err := outboxamqp.NewPublisher(u, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { ap.Close() })
-	return pub
+	return pub, ap
 }
 
 // The relay suite over RabbitMQ: wmbroker.New over a watermill-amqp
@@ -33,6 +34,7 @@ func TestRelaySuite(t *testing.T) {
 	relaytest.RunBroker(t, testenv.PostgresHarness, func(t *testing.T) relaytest.Broker {
 		topic, queues := declare(t, u, 4)
 		c := consume(t, u, queues...)
-		return relaytest.Broker{Publisher: newPublisher(t, u), Topic: topic, Received: c.Received}
+		pub, _ := newPublisher(t, u)
+		return relaytest.Broker{Publisher: pub, Topic: topic, Received: c.Received}
 	})
 }
