@@ -1,5 +1,5 @@
-# Run `make help` for the targets. `make services` starts PostgreSQL (5432), MariaDB (3306)
-# and Apache Kafka (9092) on 127.0.0.1, installing what is missing (see README).
+# Run `make help` for the targets. `make services` starts PostgreSQL (5432), MariaDB (3306),
+# Apache Kafka (9092) and RabbitMQ (5672) on 127.0.0.1, installing what is missing (see README).
 GO ?= go
 TEST_TIMEOUT ?= 20m
 # The tests' Kafka: the broker `make services` starts, unless set to another one.
@@ -18,7 +18,7 @@ demo: ## Run the demo: orders in database transactions -> relay -> Kafka -> a Wa
 	@$(GO) build -o .cache/bin/quickstart ./examples/quickstart
 	@.cache/bin/quickstart $(if $(DB),-db $(DB))
 
-services: ## Start PostgreSQL, MariaDB and Kafka on 127.0.0.1 (idempotent; installs what is missing).
+services: ## Start PostgreSQL, MariaDB, Kafka and RabbitMQ on 127.0.0.1 (idempotent; installs what is missing).
 	@scripts/services.sh up
 
 services-down: ## Stop the services `make services` started.
@@ -30,7 +30,7 @@ kafka-cluster: ## Start a 3-broker Kafka cluster on 127.0.0.1:19092-19094.
 python-env: ## Build the Python compatibility suite's virtualenv in .cache/python (once per machine).
 	@scripts/python-env.sh
 
-test: services python-env ## Run every test (vet, then go test -race) against PostgreSQL, MariaDB and Apache Kafka.
+test: services python-env ## Run every test (vet, then go test -race) against PostgreSQL, MariaDB, Apache Kafka and RabbitMQ.
 	$(GO) vet $(PKGS)
 	OUTBOX_KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 

@@ -19,18 +19,21 @@ replace github.com/outboxkit/outbox/store/postgres => ../store/postgres
 require (
 	github.com/IBM/sarama v1.62.0
 	github.com/ThreeDotsLabs/watermill v1.5.1
+	github.com/ThreeDotsLabs/watermill-amqp/v3 v3.0.2
 	github.com/ThreeDotsLabs/watermill-kafka/v3 v3.0.6
 	github.com/go-sql-driver/mysql v1.11.0
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/outboxkit/outbox v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/broker/kafka v0.0.0-00010101000000-000000000000
+	github.com/outboxkit/outbox/contrib/amqp v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/contrib/watermill v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/internal/testenv v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/otel v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/store/mysql v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/store/postgres v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
+	github.com/rabbitmq/amqp091-go v1.17.0
 	github.com/stretchr/testify v1.12.1
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/exporters/prometheus v0.69.0
@@ -43,6 +46,7 @@ require (
 require (
 	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cenkalti/backoff/v3 v3.2.2 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/davecgh/go-spew v1.1.1 // indirect
@@ -91,3 +95,5 @@ require (
 )
 
 replace github.com/outboxkit/outbox/broker/wmbroker => ../broker/wmbroker
+
+replace github.com/outboxkit/outbox/contrib/amqp => ../contrib/amqp

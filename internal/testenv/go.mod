@@ -15,6 +15,7 @@ require (
 	github.com/outboxkit/outbox v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/store/mysql v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/store/postgres v0.0.0-00010101000000-000000000000
+	github.com/rabbitmq/amqp091-go v1.17.0
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.20.0
 )
