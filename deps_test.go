@@ -32,8 +32,9 @@ func TestDependencies(t *testing.T) {
 		"modernc.org/sqlite":                  {"store/sqlite"},
 		"github.com/jackc/pgx/v5":             {"store/postgres", "contrib/watermill"},
 		"github.com/twmb/franz-go":            {"broker/kafka"},
-		"github.com/ThreeDotsLabs/watermill":  {"broker/wmbroker", "contrib/watermill", "contrib/watermill/wmkafka"},
+		"github.com/ThreeDotsLabs/watermill":  {"broker/wmbroker", "contrib/watermill", "contrib/watermill/wmkafka", "contrib/amqp"},
 		"github.com/IBM/sarama":               {"contrib/watermill/wmkafka"},
+		"github.com/rabbitmq/amqp091-go":      {"contrib/amqp"},
 		"go.opentelemetry.io/otel":            {"otel", "contrib/watermill", "contrib/watermill/wmkafka"}, // watermill-kafka traces sarama
 		"go.opentelemetry.io/otel/sdk":        nil,
 		"github.com/prometheus/client_golang": nil,
@@ -50,6 +51,7 @@ func TestDependencies(t *testing.T) {
 		"otel":                      {"otel"},
 		"contrib/watermill":         {"contrib/watermill"},
 		"contrib/watermill/wmkafka": {"contrib/watermill/wmkafka"},
+		"contrib/amqp":              {"contrib/amqp"},
 		// The service of the README's first example.
 		"store/postgres + broker/kafka": {"store/postgres", "broker/kafka"},
 	}
