@@ -134,7 +134,7 @@ func (e *env) pgStore(ctx context.Context) (st *postgres.Store, drop func(), err
 	}
 	drop = func() {
 		ctx := context.Background()
-		_, _ = e.pg.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+		_, _ = e.pg.Exec(ctx, "DROP TABLE IF EXISTS "+table+", "+migrations.ClaimsTable(table))
 		_, _ = e.pg.Exec(ctx, "DELETE FROM outbox_migrations WHERE table_name = $1", table)
 	}
 	st, err = postgres.New(e.pg, postgres.Config{Table: table})
@@ -152,7 +152,7 @@ func (e *env) myStore(ctx context.Context) (st *mysql.Store, drop func(), err er
 	}
 	drop = func() {
 		ctx := context.Background()
-		_, _ = e.my.ExecContext(ctx, "DROP TABLE IF EXISTS "+table)
+		_, _ = e.my.ExecContext(ctx, "DROP TABLE IF EXISTS "+table+", "+migrations.ClaimsTable(table))
 		_, _ = e.my.ExecContext(ctx, "DELETE FROM outbox_migrations WHERE table_name = ?", table)
 	}
 	st, err = mysql.New(e.my, mysql.Config{Table: table})

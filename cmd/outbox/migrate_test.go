@@ -22,7 +22,7 @@ func TestMigrate(t *testing.T) {
 			db := sqlDB(t, map[string]string{"postgres": "pgx", "mysql": "mysql"}[tc.name], tc.dsn)
 			t.Cleanup(func() {
 				ctx := context.Background()
-				_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table)
+				_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table+", "+table+"_claims")
 				_, _ = db.ExecContext(ctx, "DELETE FROM outbox_migrations WHERE table_name = '"+table+"'")
 			})
 			migrate := func(args ...string) result {
@@ -112,7 +112,7 @@ func TestMigrateRefusesOtherTable(t *testing.T) {
 			db := sqlDB(t, map[string]string{"postgres": "pgx", "mysql": "mysql"}[tc.name], tc.dsn)
 			t.Cleanup(func() {
 				ctx := context.Background()
-				_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table)
+				_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table+", "+table+"_claims")
 				_, _ = db.ExecContext(ctx, "DELETE FROM outbox_migrations WHERE table_name = '"+table+"'")
 			})
 			_, err := db.ExecContext(t.Context(), "CREATE TABLE "+table+" (id INT PRIMARY KEY, name TEXT)")

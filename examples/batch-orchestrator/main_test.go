@@ -29,7 +29,7 @@ func testConfig(t *testing.T) Config {
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
-		for _, table := range []string{cfg.OutboxTable, cfg.InboxTable, prefix + "batches", prefix + "batch_outcomes"} {
+		for _, table := range []string{cfg.OutboxTable, cfg.OutboxTable + "_claims", cfg.InboxTable, prefix + "batches", prefix + "batch_outcomes"} {
 			_, _ = pool.Exec(ctx, "DROP TABLE IF EXISTS "+table)
 		}
 		_, _ = pool.Exec(ctx, "DELETE FROM outbox_migrations WHERE table_name = $1", cfg.OutboxTable)
@@ -68,7 +68,7 @@ func TestRun(t *testing.T) {
 	require.Equal(t, 4, sum.Traces)
 	require.Equal(t, 4, sum.CorrelationIDs)
 	require.EqualValues(t, 19, sum.MetricPublished)
-	require.Zero(t, sum.LeasesHeld)
+	require.Zero(t, sum.ClaimsLeft)
 	for _, line := range []string{
 		"batches:        4 (3 completed, 1 failed)",
 		"events written: 19 of 6 types",
@@ -111,7 +111,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 	t.Log("\n" + out.String())
 	require.ErrorContains(t, err, "interrupted")
 	require.Less(t, time.Since(start), 30*time.Second)
-	require.Zero(t, sum.LeasesHeld)
+	require.Zero(t, sum.ClaimsLeft)
 	require.Contains(t, out.String(), "summary")
 }
 

@@ -23,7 +23,7 @@ func mysqlTable(t *testing.T) (*sql.DB, string, context.Context) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(func() {
 		cancel()
-		_, _ = db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+table)
+		_, _ = db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+table+", "+migrations.ClaimsTable(table))
 		_, _ = db.ExecContext(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = ?", table)
 	})
 	return db, table, ctx

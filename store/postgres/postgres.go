@@ -60,8 +60,11 @@ type Store struct {
 	listener listener
 }
 
-var _ store.Store = (*Store)(nil)
-var _ store.Waker = (*Store)(nil)
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Deleter = (*Store)(nil)
+	_ store.Waker   = (*Store)(nil)
+)
 
 // New returns a store over pool. The caller keeps ownership of pool.
 func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
