@@ -349,35 +349,43 @@ func testLeaseExpiry(t *testing.T, h Harness) {
 }
 
 // After another claim took the events of an ended claim over, the ended
-// claim settles nothing: no mark, no failure, no release (which would let a
-// key's later event pass the events the new claim holds), no delete.
+// claim settles none of them: no mark, no failure, no release with a delay
+// (nor one without, which would let the key's later events pass), no delete.
 func testTakeoverFencing(t *testing.T, h Harness) {
 	ctx := ctxT(t)
-	a1, a2, b := ev("a"), ev("a"), ev("b")
-	write(t, h, a1, a2, b)
-	first := claim(t, h, 10, 200*time.Millisecond)
-	require.Equal(t, []uuid.UUID{a1.ID, a2.ID, b.ID}, recIDs(first.Records))
+	a, b, c, d, e, later := ev("a"), ev("b"), ev("c"), ev("d"), ev("e"), ev("a")
+	write(t, h, a, b, c, d, e)
+	write(t, h, later)
+	first := claim(t, h, 5, 200*time.Millisecond)
+	require.Equal(t, []uuid.UUID{a.ID, b.ID, c.ID, d.ID, e.ID}, recIDs(first.Records))
 	time.Sleep(400 * time.Millisecond)
-	second := claim(t, h, 1, lease)
-	require.Equal(t, []uuid.UUID{a1.ID}, recIDs(second.Records))
+	// The second claim takes four of the five: e stays with the first.
+	second := claim(t, h, 4, lease)
+	require.Equal(t, []uuid.UUID{a.ID, b.ID, c.ID, d.ID}, recIDs(second.Records))
 
-	require.NoError(t, h.Store.Release(ctx, first.Token, []uuid.UUID{a1.ID}, 0))
-	require.NoError(t, h.Store.Fail(ctx, first.Token, []store.Failure{{ID: a1.ID, Err: "x", Delay: time.Hour}}))
-	require.Equal(t, []uuid.UUID{b.ID}, recIDs(claim(t, h, 10, lease).Records), "the second claim holds a")
-	retries, _, err := h.Row(ctx, a1.ID)
+	n, err := h.Store.MarkPublished(ctx, first.Token, []uuid.UUID{a.ID})
 	require.NoError(t, err)
-	require.Zero(t, retries, "a fenced Fail records nothing")
-	if d, ok := h.Store.(store.Deleter); ok {
-		n, err := d.DeletePublishedNow(ctx, first.Token, []uuid.UUID{a1.ID})
+	require.Zero(t, n, "a fenced mark marks nothing")
+	require.NoError(t, h.Store.Fail(ctx, first.Token, []store.Failure{{ID: b.ID, Err: "x", Park: true}}))
+	require.NoError(t, h.Store.Release(ctx, first.Token, []uuid.UUID{c.ID}, time.Hour))
+	if del, ok := h.Store.(store.Deleter); ok {
+		n, err := del.DeletePublishedNow(ctx, first.Token, []uuid.UUID{d.ID})
 		require.NoError(t, err)
 		require.Zero(t, n, "a fenced delete deletes nothing")
 	}
-	n, err := h.Store.MarkPublished(ctx, first.Token, []uuid.UUID{a1.ID})
+	require.NoError(t, h.Store.Release(ctx, first.Token, []uuid.UUID{a.ID}, 0))
+	changed, err := h.Count(ctx, "retry_count > 0 OR next_attempt_at IS NOT NULL OR parked_at IS NOT NULL")
 	require.NoError(t, err)
-	require.Zero(t, n)
-	n, err = h.Store.MarkPublished(ctx, second.Token, []uuid.UUID{a1.ID})
+	require.Zero(t, changed, "the first claim changed none of the second's events")
+	third := claim(t, h, 10, lease)
+	require.Equal(t, []uuid.UUID{e.ID}, recIDs(third.Records), "the second claim still holds key a")
+	n, err = h.Store.MarkPublished(ctx, second.Token, recIDs(second.Records))
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+	n, err = h.Store.MarkPublished(ctx, third.Token, []uuid.UUID{e.ID})
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
+	require.Equal(t, []uuid.UUID{later.ID}, claimAll(t, h))
 }
 
 // An ended claim's events keep their Reclaimed flag until every one of them
