@@ -34,6 +34,9 @@ type env struct {
 	// kafkaAddr is the broker every scenario uses: -kafka, else devkafka.
 	kafkaAddr string
 	admin     *kadm.Client
+	// drainOneRelay is the rate of the 1-relay PostgreSQL drain, which the
+	// 3-relay drain must match (within 5%, the run-to-run noise).
+	drainOneRelay float64
 }
 
 func newEnv(ctx context.Context, o *options) (*env, error) {
@@ -78,6 +81,25 @@ func newEnv(ctx context.Context, o *options) (*env, error) {
 	}
 	e.admin = kadm.NewClient(cl)
 	return e, nil
+}
+
+// onKafka returns a copy of e whose scenarios use the broker at addr, and a
+// function that closes its admin client; an error if addr is unreachable.
+func (e *env) onKafka(ctx context.Context, addr string) (*env, func(), error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return nil, nil, err
+	}
+	admin := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := admin.ApiVersions(ctx); err != nil {
+		admin.Close()
+		return nil, nil, err
+	}
+	other := *e
+	other.kafka, other.kafkaAddr, other.admin = nil, addr, admin
+	return &other, admin.Close, nil
 }
 
 func (e *env) close() {
