@@ -1,7 +1,6 @@
 package mysql
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -9,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -101,15 +99,9 @@ func (s *Store) claim(ctx context.Context, conn *sql.Conn, p store.ClaimParams, 
 			return c, err
 		}
 	}
-	take, err := s.window(ctx, tx, p.Limit, held)
-	if err != nil || len(take) == 0 {
+	var keyed map[uuid.UUID]bool
+	if c.Records, keyed, c.Now, err = s.window(ctx, tx, p.Limit, held); err != nil || len(c.Records) == 0 {
 		return c, err
-	}
-	if c.Records, c.Now, err = s.fetch(ctx, tx, take); err != nil {
-		return c, err
-	}
-	if len(c.Records) == 0 {
-		return c, nil
 	}
 	ids, keys := make([]string, len(c.Records)), []string{}
 	seen := map[string]bool{}
@@ -117,9 +109,9 @@ func (s *Store) claim(ctx context.Context, conn *sql.Conn, p store.ClaimParams, 
 		r := &c.Records[i]
 		ids[i] = r.ID.String()
 		_, r.Reclaimed = held.endedBy[ids[i]]
-		if k := take[r.ID]; k.Valid && !seen[k.String] {
-			seen[k.String] = true
-			keys = append(keys, k.String)
+		if keyed[r.ID] && !seen[r.Key] {
+			seen[r.Key] = true
+			keys = append(keys, r.Key)
 		}
 	}
 	if err := s.giveUp(ctx, tx, held, ids); err != nil {
@@ -209,9 +201,10 @@ func (s *Store) lockEnded(ctx context.Context, tx *sql.Tx, ended map[string][]st
 	return now, rows.Err()
 }
 
-// window returns the events to take, with their keys: the window's rows in
-// seq order, without those of live claims, at most limit.
-func (s *Store) window(ctx context.Context, tx *sql.Tx, limit int, h claims) (map[uuid.UUID]sql.NullString, error) {
+// window returns the events to take, in seq order: the window's rows
+// without those of live claims, at most limit; which of them have a key; and
+// the database clock.
+func (s *Store) window(ctx context.Context, tx *sql.Tx, limit int, h claims) (recs []store.Record, keyed map[uuid.UUID]bool, now time.Time, err error) {
 	for token, ids := range h.ended {
 		for _, id := range ids {
 			h.endedBy[id] = token
@@ -221,86 +214,37 @@ func (s *Store) window(ctx context.Context, tx *sql.Tx, limit int, h claims) (ma
 	// previous batch first: it reads past them, up to claimWindow×limit.
 	rows, err := tx.QueryContext(ctx, s.sql.window, min(claimWindow*limit, limit+len(h.liveIDs)))
 	if err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
+		return nil, nil, now, fmt.Errorf("claim: %w", err)
 	}
 	defer rows.Close()
-	take := map[uuid.UUID]sql.NullString{}
-	for rows.Next() && len(take) < limit {
-		var id string
-		var seq int64
-		var key sql.NullString
-		if err := rows.Scan(&id, &seq, &key); err != nil {
-			return nil, fmt.Errorf("claim: scan: %w", err)
-		}
-		u, err := uuid.Parse(id)
-		if err != nil {
-			return nil, fmt.Errorf("claim: event id %q: %w", id, err)
-		}
-		if key.Valid && h.liveKeys[key.String] || !key.Valid && h.liveIDs[u.String()] {
-			continue
-		}
-		take[u] = key
-	}
-	return take, rows.Err()
-}
-
-// fetch reads the rows of take, in seq order. A row that was settled since
-// the window was read is left out, and so are the later rows of its key.
-func (s *Store) fetch(ctx context.Context, tx *sql.Tx, take map[uuid.UUID]sql.NullString) ([]store.Record, time.Time, error) {
-	var now time.Time
-	args := make([]any, 0, len(take))
-	for id := range take {
-		args = append(args, id.String())
-	}
-	rows, err := tx.QueryContext(ctx, inList(s.sql.fetch, len(args)), args...)
-	if err != nil {
-		return nil, now, fmt.Errorf("claim: %w", err)
-	}
-	defer rows.Close()
-	var recs []store.Record
-	for rows.Next() {
+	keyed = map[uuid.UUID]bool{}
+	for rows.Next() && len(recs) < limit {
 		var r store.Record
 		var id string
 		var headers []byte
 		var created, micros int64
+		var noKey bool
 		if err := rows.Scan(&id, &r.Seq, &r.Topic, &r.Key, &r.EventType, &r.AggregateType, &r.AggregateID,
-			&r.Payload, &headers, &r.Attempts, &created, &micros); err != nil {
-			return nil, now, fmt.Errorf("claim: scan: %w", err)
+			&r.Payload, &headers, &r.Attempts, &created, &micros, &noKey); err != nil {
+			return nil, nil, now, fmt.Errorf("claim: scan: %w", err)
 		}
 		if r.ID, err = uuid.Parse(id); err != nil {
-			return nil, now, fmt.Errorf("claim: event id %q: %w", id, err)
+			return nil, nil, now, fmt.Errorf("claim: event id %q: %w", id, err)
+		}
+		if !noKey && h.liveKeys[r.Key] || noKey && h.liveIDs[r.ID.String()] {
+			continue
 		}
 		if err := json.Unmarshal(headers, &r.Headers); err != nil {
-			return nil, now, fmt.Errorf("claim: headers of %s: %w", id, err)
+			return nil, nil, now, fmt.Errorf("claim: headers of %s: %w", id, err)
 		}
 		r.CreatedAt, now = time.UnixMicro(created), time.UnixMicro(micros)
+		keyed[r.ID] = !noKey
 		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, now, fmt.Errorf("claim: %w", err)
+		return nil, nil, now, fmt.Errorf("claim: %w", err)
 	}
-	slices.SortFunc(recs, func(a, b store.Record) int { return cmp.Compare(a.Seq, b.Seq) })
-	if len(recs) == len(take) {
-		return recs, now, nil
-	}
-	found := make(map[uuid.UUID]bool, len(recs))
-	for _, r := range recs {
-		found[r.ID] = true
-	}
-	// A key that lost a row keeps none: its later rows must not pass it.
-	lost := map[string]bool{}
-	for id, key := range take {
-		if !found[id] && key.Valid {
-			lost[key.String] = true
-		}
-	}
-	kept := recs[:0]
-	for _, r := range recs {
-		if !(take[r.ID].Valid && lost[r.Key]) {
-			kept = append(kept, r)
-		}
-	}
-	return kept, now, nil
+	return recs, keyed, now, nil
 }
 
 // giveUp takes the events of ids out of the ended claims that held them,

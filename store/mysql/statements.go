@@ -12,7 +12,7 @@ import (
 type statements struct {
 	insert                     string
 	claims, lockClaims, window string
-	fetch, pendingOf           string
+	pendingOf                  string
 	insertClaim, lockClaim     string
 	updateClaim, deleteClaim   string
 	mark, markDelete           string
@@ -65,29 +65,24 @@ func newStatements(table string) statements {
 		lockClaims: r.Replace(`SELECT token, event_ids FROM {c} WHERE token IN ({ids}) FOR UPDATE`),
 		// The window is the first claimWindow×limit pending rows in seq
 		// order that are past their backoff and not held back by a
-		// backed-off or parked earlier row of their key: a consistent,
-		// non-locking read of one snapshot, so it takes no locks that a
-		// writer could wait for. The probe reads only the held rows of the
+		// backed-off or parked earlier row of their key, with everything
+		// the relay needs: a consistent, non-locking read of one snapshot,
+		// so it takes no locks that a writer could wait for. The probe reads only the held rows of the
 		// key through ix_<table>_held, so it stays O(1) per row even for a
 		// hot key with a deep backlog. The claim then drops, in Go, the rows
 		// whose key (or, without a key, whose ID) a live claim holds: claims
 		// end within their lease, so a window full of their rows delays the
 		// claim by at most a lease, while backoffs and parked rows, which
 		// can last long, never fill it.
-		window: r.Replace(`SELECT o.id, o.seq, o.event_key FROM {t} o
-WHERE o.published_at IS NULL AND o.parked_at IS NULL
-  AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= NOW(6))
-  AND (o.event_key IS NULL OR NOT EXISTS (
+		window: r.Replace(`SELECT ` + claimColumns + `, c.event_key IS NULL FROM {t} c
+WHERE c.published_at IS NULL AND c.parked_at IS NULL
+  AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= NOW(6))
+  AND (c.event_key IS NULL OR NOT EXISTS (
 	SELECT 1 FROM {t} b
-	WHERE b.published_at IS NULL AND b.event_key = o.event_key AND b.held = 1 AND b.seq < o.seq
+	WHERE b.published_at IS NULL AND b.event_key = c.event_key AND b.held = 1 AND b.seq < c.seq
 	  AND (b.next_attempt_at > NOW(6) OR b.parked_at IS NOT NULL)))
-ORDER BY o.seq
+ORDER BY c.seq
 LIMIT ?`),
-		// fetch reads the rows taken, checking them again: a relay whose
-		// claim ended may have settled one since the window was read.
-		fetch: r.Replace(`SELECT ` + claimColumns + ` FROM {t} c FORCE INDEX (PRIMARY)
-WHERE c.id IN ({ids}) AND c.published_at IS NULL AND c.parked_at IS NULL
-  AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= NOW(6))`),
 		pendingOf: r.Replace(`SELECT COUNT(*) FROM {t} FORCE INDEX (PRIMARY) WHERE {pending} AND id IN ({ids})`),
 		insertClaim: r.Replace(`INSERT INTO {c} (token, owner, lease_until, event_ids, event_keys)
 VALUES (?, ?, NOW(6) + INTERVAL ? MICROSECOND, ?, ?)`),
