@@ -41,7 +41,7 @@ func testConfig(t *testing.T) Config {
 // The demo runs end to end and its summary says what the issue asks for:
 // four batches, one failed in CJ assessment, all six event types written,
 // published and consumed once each despite a redelivery of every message,
-// one trace and one correlation ID per batch, metrics served, no lease left.
+// one trace and one correlation ID per batch, metrics served, no claim left.
 func TestRun(t *testing.T) {
 	t.Parallel()
 	var out strings.Builder
@@ -74,7 +74,7 @@ func TestRun(t *testing.T) {
 		"events written: 19 of 6 types",
 		"consumed:       19, effects once each; 19 redeliveries acked by the inbox",
 		"metrics:        outbox_relay_published_total 19 at http://127.0.0.1:",
-		"leases held:    0 after shutdown",
+		"claims left:    0 after shutdown",
 		"checks:         ok",
 	} {
 		require.Contains(t, out.String(), line)
@@ -100,7 +100,7 @@ func (c *cancelOn) Write(p []byte) (int, error) {
 }
 
 // Cancelled midway, as by SIGTERM, run shuts down gracefully: it returns
-// promptly with a summary, and the relay released every lease.
+// promptly with a summary, and the relay settled every claim.
 func TestRunStopsOnCancel(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
