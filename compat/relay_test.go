@@ -148,7 +148,7 @@ func TestMigrationsAdoptPythonTable(t *testing.T) {
 	topic := testenv.KafkaTopic(t, brokers, 3)
 	table := testenv.Table("py_outbox")
 	t.Cleanup(func() {
-		_, _ = db.Exec("DROP TABLE IF EXISTS " + table)
+		_, _ = db.Exec("DROP TABLE IF EXISTS " + table + ", " + migrations.ClaimsTable(table))
 		_, _ = db.Exec("DELETE FROM outbox_migrations WHERE table_name = $1", table)
 	})
 	ctx := context.Background()

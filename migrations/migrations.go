@@ -4,7 +4,9 @@
 // Version 1 is the seed's table exactly as the Python services create it
 // (CREATE ... IF NOT EXISTS, so an existing table is adopted); version 2 adds
 // the relay's columns and indexes, and numbers the rows already in the table
-// in write order (created_at, then id). Up checks an existing table's shape
+// in write order (created_at, then id); version 3 adds the operators' audit
+// table; version 4 the table of claims, <table>_claims (see [ClaimsTable]),
+// in place of the lease columns. Up checks an existing table's shape
 // before it changes anything and refuses one it cannot adopt. Applying is
 // idempotent and safe from several processes at once: a database lock
 // serializes appliers and the applied versions are recorded in the
@@ -107,6 +109,11 @@ func (d Dialect) sql() (dialectSQL, error) {
 
 // DefaultTable is the seed's table name.
 const DefaultTable = "event_outbox"
+
+// ClaimsTable returns the name of the table that holds the relays' claims on
+// the events of an outbox table: the table's name, schema included, with
+// "_claims" appended.
+func ClaimsTable(table string) string { return table + "_claims" }
 
 var identifier = regexp.MustCompile(`^(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,47}$`)
 

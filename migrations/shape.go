@@ -13,10 +13,12 @@ import (
 var ErrNotOutboxTable = errors.New("not an outbox table")
 
 // The seed's columns, which migration 1 creates and an adopted table must
-// have, and those that migration 2 adds.
+// have, and those that migration 2 adds and later ones keep. (Migration 2
+// also adds lease_owner, lease_token and lease_until, which migration 4
+// drops: a table may have them or not.)
 var (
 	seedColumns  = []string{"id", "aggregate_id", "aggregate_type", "event_type", "event_data", "event_key", "created_at", "published_at", "retry_count", "last_error"}
-	relayColumns = []string{"seq", "topic", "headers", "next_attempt_at", "lease_owner", "lease_token", "lease_until", "parked_at"}
+	relayColumns = []string{"seq", "topic", "headers", "next_attempt_at", "parked_at"}
 )
 
 // checkOutboxTable checks, before Up applies anything, that an existing

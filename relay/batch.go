@@ -335,19 +335,23 @@ func (r *Relay) settle(ctx context.Context, token uuid.UUID, topic string, size 
 	if len(o.published) > 0 {
 		var n int
 		err := retry(sctx, func() (err error) {
-			n, err = r.store.MarkPublished(sctx, token, o.published)
+			if r.deleter != nil {
+				n, err = r.deleter.DeletePublishedNow(sctx, token, o.published)
+			} else {
+				n, err = r.store.MarkPublished(sctx, token, o.published)
+			}
 			return err
 		})
 		switch {
 		case err != nil:
-			// The lease will expire and the events be published again; the
+			// The claim will end and the events be published again; the
 			// next claimer counts them as possible duplicates.
 			log.Error("relay: mark published", "topic", topic, "count", len(o.published), "err", err)
 		case n < len(o.published):
 			lost := len(o.published) - n
 			o.dups += lost
 			r.duplicates.Add(int64(lost))
-			log.Warn("relay: lease lost before mark; events may be published twice", "topic", topic, "count", lost)
+			log.Warn("relay: claim taken over before mark; events may be published twice", "topic", topic, "count", lost)
 		}
 		r.published.Add(int64(len(o.published)))
 	}
@@ -384,9 +388,9 @@ func (r *Relay) settle(ctx context.Context, token uuid.UUID, topic string, size 
 }
 
 // retry runs a settle step until it succeeds or ctx ends. Settle steps are
-// fenced by the lease token, so repeating one whose first run committed
+// fenced by the claim's token, so repeating one whose first run committed
 // without an answer does no harm; giving up instead would leave the events to
-// be published again once their lease expires.
+// be published again once the claim's lease ends.
 func retry(ctx context.Context, step func() error) error {
 	wait := 10 * time.Millisecond
 	for {

@@ -16,7 +16,7 @@ import (
 // default; the seed's settings keep their names (PollInterval, BatchSize,
 // MaxRetries, ErrorRetryInterval) with defaults chosen for low latency.
 type Config struct {
-	// Owner names this relay in lease_owner. Defaults to "hostname:pid".
+	// Owner names this relay in its claims. Defaults to "hostname:pid".
 	Owner string
 	// BatchSize is the most events claimed and published at once.
 	// Defaults to 500.
@@ -41,7 +41,9 @@ type Config struct {
 	// MaxBackoff caps the backoff. Defaults to 5m.
 	MaxBackoff time.Duration
 	// Retention is how long published (and skipped) events stay in the
-	// table before the janitor deletes them. -1 disables the janitor. Defaults to 7 days.
+	// table before the janitor deletes them. [KeepForever] disables the
+	// janitor; [DeleteOnPublish] deletes each event once the broker accepted
+	// it. Defaults to 7 days.
 	Retention time.Duration
 	// CleanupInterval is the janitor's period. Defaults to 1m.
 	CleanupInterval time.Duration
@@ -66,6 +68,19 @@ type Config struct {
 	// otel). Defaults to none.
 	Tracer outbox.PublishTracer
 }
+
+// Values of Config.Retention with a meaning of their own.
+const (
+	// KeepForever disables the janitor: published events stay in the table
+	// until an operator deletes them (outbox purge).
+	KeepForever time.Duration = -1
+	// DeleteOnPublish deletes each event as soon as the broker accepted it,
+	// instead of marking it published (publish-and-delete): one cheap
+	// statement per batch and no janitor, at the price of every record of
+	// published events (see README). The store must implement
+	// store.Deleter.
+	DeleteOnPublish time.Duration = -2
+)
 
 func (c Config) withDefaults() Config {
 	c.Owner = cmp.Or(c.Owner, defaultOwner())
@@ -99,7 +114,7 @@ func (c Config) validate() error {
 	check(c.MaxRetries > 0, "MaxRetries", "must be positive")
 	check(c.ErrorRetryInterval > 0, "ErrorRetryInterval", "must be positive")
 	check(c.MaxBackoff >= c.ErrorRetryInterval, "MaxBackoff", "must be at least ErrorRetryInterval")
-	check(c.Retention == -1 || c.Retention > 0, "Retention", "must be positive or -1")
+	check(c.Retention == KeepForever || c.Retention == DeleteOnPublish || c.Retention > 0, "Retention", "must be positive, KeepForever or DeleteOnPublish")
 	check(c.CleanupInterval > 0, "CleanupInterval", "must be positive")
 	check(c.CleanupBatch > 0, "CleanupBatch", "must be positive")
 	check(c.ShutdownTimeout > 0, "ShutdownTimeout", "must be positive")

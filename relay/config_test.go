@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox"
@@ -28,4 +29,22 @@ func TestConfigValidation(t *testing.T) {
 	require.Error(t, err)
 	_, err = relay.New(noStore{}, noBroker{}, relay.Config{})
 	require.NoError(t, err)
+	_, err = relay.New(noStore{}, noBroker{}, relay.Config{Retention: -3})
+	require.ErrorContains(t, err, "Config.Retention")
+	_, err = relay.New(noStore{}, noBroker{}, relay.Config{Retention: relay.KeepForever})
+	require.NoError(t, err)
+}
+
+// Publish-and-delete needs a store that can delete published events.
+func TestDeleteOnPublishNeedsDeleter(t *testing.T) {
+	_, err := relay.New(noStore{}, noBroker{}, relay.Config{Retention: relay.DeleteOnPublish})
+	require.ErrorContains(t, err, "DeleteOnPublish")
+	_, err = relay.New(deleter{}, noBroker{}, relay.Config{Retention: relay.DeleteOnPublish})
+	require.NoError(t, err)
+}
+
+type deleter struct{ store.Store }
+
+func (deleter) DeletePublishedNow(context.Context, uuid.UUID, []uuid.UUID) (int, error) {
+	return 0, nil
 }

@@ -1,10 +1,10 @@
 // Package relay publishes committed outbox events to a broker.
 //
 // A [Relay] repeats one cycle: claim a batch of pending events from a
-// [store.Store] (leased, in seq order, never past an earlier held event of the
-// same key), publish them through a [broker.Publisher], and record the outcome
-// in the store: published rows are marked with one statement fenced by the
-// claim's lease token; failures are retried with exponential backoff and
+// [store.Store] (in seq order, never past an earlier held event of the same
+// key), publish them through a [broker.Publisher], and record the outcome in
+// the store: published rows are marked (or deleted, see
+// Config.Retention) with one statement fenced by the claim's token; failures are retried with exponential backoff and
 // jitter, and parked after Config.MaxRetries attempts or at once when
 // permanent; when the broker is unreachable for a whole batch the events are
 // released without counting an attempt and the relay backs off (a circuit
@@ -13,8 +13,8 @@
 // Guarantees: an event is published at least once if and only if its
 // transaction committed; events of one key are published in the order they
 // were written, whatever their topic, with any number of relays; duplicates
-// arise only from an uncertain step (a crash between publish and mark, a lost
-// lease, a publish whose outcome is unknown) and are counted in
+// arise only from an uncertain step (a crash between publish and mark, a claim
+// taken over after its lease, a publish whose outcome is unknown) and are counted in
 // Stats.PossibleDuplicates. Consumers dedupe on the event ID.
 //
 // A parked event blocks the later events of its key, on every topic, to keep
@@ -29,6 +29,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +43,10 @@ var ErrRunning = errors.New("relay: already running")
 
 // Relay moves committed events from a store to a broker.
 type Relay struct {
-	store   store.Store
+	store store.Store
+	// deleter deletes published events when Retention is DeleteOnPublish;
+	// nil otherwise.
+	deleter store.Deleter
 	pub     broker.Publisher
 	cfg     Config
 	running atomic.Bool
@@ -64,7 +68,7 @@ type Stats struct {
 	// PossibleDuplicates counts events that may reach the broker more than
 	// once because of an uncertain step: re-claimed after an earlier claim
 	// never settled (its relay crashed or stalled past the lease), published
-	// after this relay's own lease was lost, or failed with an error that
+	// after another relay took this relay's claim over, or failed with an error that
 	// wraps outbox.ErrUnknownOutcome (the broker may have appended them),
 	// so that they will be published again. Duplicates on the broker never
 	// exceed the sum of this counter over all relays. A publish's unknown
@@ -82,7 +86,15 @@ func New(st store.Store, pub broker.Publisher, cfg Config) (*Relay, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Relay{store: st, pub: pub, cfg: cfg}, nil
+	r := &Relay{store: st, pub: pub, cfg: cfg}
+	if cfg.Retention == DeleteOnPublish {
+		d, ok := st.(store.Deleter)
+		if !ok {
+			return nil, fmt.Errorf("relay: Config.Retention is DeleteOnPublish but the store (%T) cannot delete published events", st)
+		}
+		r.deleter = d
+	}
+	return r, nil
 }
 
 // Stats returns the relay's counters.
@@ -208,9 +220,8 @@ const maxPause = 10 * time.Second
 // background is the settle of the previous batch, which runs while the next
 // batch is claimed and published: marking and claiming are the costly
 // statements, and overlapping them is most of a drain's speed. It cannot
-// break per-key order: until its settle commits, the previous batch's events
-// are leased, and a leased event holds back the later events of its key, as
-// it does for another relay.
+// break per-key order: until its settle commits, the previous batch's claim
+// holds its events' keys, as it does against another relay.
 type background struct {
 	done chan struct{} // closed when the settle is over; nil when none runs
 	// size is the previous batch's size; serial counts batches still to be

@@ -19,30 +19,35 @@ import (
 // Store is the relay's view of an outbox table. Implementations must be safe
 // for concurrent use by several relays, in one process or many.
 type Store interface {
-	// Claim leases up to p.Limit pending events in seq order and returns them.
-	// An event is pending when it is neither published nor parked, its lease
-	// (if any) has expired and its backoff (if any) has passed. An event is
-	// never claimed while an earlier event with the same key, on any topic,
-	// is pending and leased, waiting for its backoff, or parked: that is what
-	// keeps per-key order with several relays. Claims are serialized between relays and
-	// hold no transaction open after they return.
+	// Claim takes up to p.Limit pending events in seq order for p.Lease and
+	// returns them. An event is pending when it is neither published nor
+	// parked and its backoff (if any) has passed. A claim holds its events,
+	// and every event of their keys, until each of its events is settled
+	// (MarkPublished, Fail or Release) or its lease ends; no other claim
+	// takes them meanwhile. An event is never claimed while an earlier
+	// event with the same key, on any topic, waits for its backoff or is
+	// parked. That is what keeps per-key order with several relays. Claims
+	// are serialized between relays and hold no transaction open after they
+	// return.
 	//
 	// A claim reads O(Limit) rows, not the backlog: it may return fewer
 	// events than are claimable, or none, while the first rows of the
-	// backlog are held back by leases (which end within their duration). Rows
+	// backlog are held by other claims (which end within their lease). Rows
 	// held back by a backoff or a parked event never stop the events of
 	// other keys.
 	Claim(ctx context.Context, p ClaimParams) (Claim, error)
-	// MarkPublished marks the events published, fenced by the lease token:
-	// events that no longer carry token are left alone and not counted in
+	// MarkPublished marks the events published and settles them, fenced by
+	// the claim's token: events that the claim no longer holds (its lease
+	// ended and another claim took them) are left alone and not counted in
 	// the result.
 	MarkPublished(ctx context.Context, token uuid.UUID, ids []uuid.UUID) (int, error)
 	// Fail records a failed attempt of each event: retry_count+1, last_error,
-	// and either next_attempt_at = now()+Delay or, when Park is set, parked.
-	// The lease is cleared. Fenced by token like MarkPublished.
+	// and either next_attempt_at = now()+Delay or, when Park is set, parked;
+	// and settles them. Fenced by token like MarkPublished.
 	Fail(ctx context.Context, token uuid.UUID, failures []Failure) error
-	// Release clears the lease of the events without counting an attempt;
-	// they are pending again after delay. Fenced by token.
+	// Release settles the events without counting an attempt; they are
+	// pending again once the claim ends, or after delay if that is later.
+	// Fenced by token like MarkPublished.
 	Release(ctx context.Context, token uuid.UUID, ids []uuid.UUID, delay time.Duration) error
 	// DeletePublished deletes at most limit settled events, published or
 	// skipped (see [Admin.SkipParked]) more than olderThan ago, and returns
@@ -54,19 +59,18 @@ type Store interface {
 
 // ClaimParams are the parameters of [Store.Claim].
 type ClaimParams struct {
-	// Owner names the claiming relay in lease_owner, for operators.
+	// Owner names the claiming relay in the claim, for operators.
 	Owner string
 	// Limit is the largest number of events to claim.
 	Limit int
 	// Lease is how long the claim holds the events. A relay that has not
-	// settled them by then loses them to the next claimer.
+	// settled them by then may lose them to the next claimer.
 	Lease time.Duration
 }
 
 // Claim is the result of [Store.Claim].
 type Claim struct {
-	// Token fences the claim: a fresh value per claim, stored in
-	// lease_token of every claimed event.
+	// Token fences the claim: a fresh value per claim.
 	Token uuid.UUID
 	// Records are the claimed events in seq order.
 	Records []Record
@@ -90,9 +94,9 @@ type Record struct {
 	// Attempts is retry_count: failed attempts so far.
 	Attempts  int
 	CreatedAt time.Time
-	// Reclaimed is set when the event still carried the token of an earlier
-	// claim that never settled it (its relay crashed or stalled past the
-	// lease): that relay may have published it already.
+	// Reclaimed is set when an earlier claim of the event ended without
+	// settling it (its relay crashed or stalled past the lease): that relay
+	// may have published it already.
 	Reclaimed bool
 }
 
@@ -116,6 +120,15 @@ type Stats struct {
 	OldestPendingAge time.Duration
 	// Parked counts parked events.
 	Parked int64
+}
+
+// Deleter is an optional interface of a [Store]: publish-and-delete, for
+// users who need no record of published events.
+type Deleter interface {
+	// DeletePublishedNow deletes the events instead of marking them
+	// published, and settles them; fenced by token like
+	// [Store.MarkPublished], it returns how many it deleted.
+	DeletePublishedNow(ctx context.Context, token uuid.UUID, ids []uuid.UUID) (int, error)
 }
 
 // Waker is an optional interface of a [Store]: a store that knows when events

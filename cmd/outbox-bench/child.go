@@ -49,7 +49,7 @@ func runChild() error {
 		return err
 	}
 	defer pub.Close()
-	r, err := relay.New(st, pub, relayConfig(fmt.Sprint("bench-child-", os.Getpid())))
+	r, err := relay.New(st, pub, relayConfig(fmt.Sprint("bench-child-", os.Getpid()), false))
 	if err != nil {
 		return err
 	}
@@ -182,6 +182,6 @@ func benchRSS(ctx context.Context, e *env, t *table) error {
 	tr.mu.Unlock()
 	t.add("memory", fmt.Sprintf("relay process peak RSS (VmHWM), %d backlog", n),
 		fmt.Sprintf("%.1f MB  (drained at %.0f events/s incl. process start)", float64(rss)/1e6, rate),
-		"≤ 100 MB", check(rss <= 100e6))
+		"≤ 50 MB", check(rss <= 50e6))
 	return nil
 }

@@ -34,6 +34,9 @@ type env struct {
 	// kafkaAddr is the broker every scenario uses: -kafka, else devkafka.
 	kafkaAddr string
 	admin     *kadm.Client
+	// drainOneRelay is the rate of the 1-relay PostgreSQL drain, which the
+	// 3-relay drain must match (within 5%, the run-to-run noise).
+	drainOneRelay float64
 }
 
 func newEnv(ctx context.Context, o *options) (*env, error) {
@@ -80,6 +83,25 @@ func newEnv(ctx context.Context, o *options) (*env, error) {
 	return e, nil
 }
 
+// onKafka returns a copy of e whose scenarios use the broker at addr, and a
+// function that closes its admin client; an error if addr is unreachable.
+func (e *env) onKafka(ctx context.Context, addr string) (*env, func(), error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return nil, nil, err
+	}
+	admin := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := admin.ApiVersions(ctx); err != nil {
+		admin.Close()
+		return nil, nil, err
+	}
+	other := *e
+	other.kafka, other.kafkaAddr, other.admin = nil, addr, admin
+	return &other, admin.Close, nil
+}
+
 func (e *env) close() {
 	if e.admin != nil {
 		e.admin.Close()
@@ -102,14 +124,36 @@ func fresh(prefix string) string {
 	return prefix + "_" + hex.EncodeToString(b[:])
 }
 
-// topic creates a fresh topic, so that consumers find it at once.
+// topic creates a fresh topic, so that consumers find it at once, and waits
+// until every partition's leader serves it: a broker such as Apache Kafka
+// names leaders a while after it created the topic, and the first events of
+// a run would wait for them (p99 of 250–350 ms in a steady run).
 func (e *env) topic(ctx context.Context) (string, error) {
 	name := fresh("bench")
 	resp, err := e.admin.CreateTopic(ctx, partitions, 1, nil, name)
 	if err == nil {
 		err = resp.Err
 	}
-	return name, err
+	if err != nil {
+		return name, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		offsets, err := e.admin.ListEndOffsets(ctx, name)
+		if err == nil && offsets.Error() == nil {
+			led := 0
+			offsets.Each(func(kadm.ListedOffset) { led++ })
+			if led == partitions {
+				return name, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return name, fmt.Errorf("topic %s: partitions without a leader: %w", name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // pgStore migrates a fresh outbox table and returns its store; drop removes
@@ -134,7 +178,7 @@ func (e *env) pgStore(ctx context.Context) (st *postgres.Store, drop func(), err
 	}
 	drop = func() {
 		ctx := context.Background()
-		_, _ = e.pg.Exec(ctx, "DROP TABLE IF EXISTS "+table)
+		_, _ = e.pg.Exec(ctx, "DROP TABLE IF EXISTS "+table+", "+migrations.ClaimsTable(table))
 		_, _ = e.pg.Exec(ctx, "DELETE FROM outbox_migrations WHERE table_name = $1", table)
 	}
 	st, err = postgres.New(e.pg, postgres.Config{Table: table})
@@ -152,7 +196,7 @@ func (e *env) myStore(ctx context.Context) (st *mysql.Store, drop func(), err er
 	}
 	drop = func() {
 		ctx := context.Background()
-		_, _ = e.my.ExecContext(ctx, "DROP TABLE IF EXISTS "+table)
+		_, _ = e.my.ExecContext(ctx, "DROP TABLE IF EXISTS "+table+", "+migrations.ClaimsTable(table))
 		_, _ = e.my.ExecContext(ctx, "DELETE FROM outbox_migrations WHERE table_name = ?", table)
 	}
 	st, err = mysql.New(e.my, mysql.Config{Table: table})

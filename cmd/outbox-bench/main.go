@@ -7,7 +7,7 @@
 //     event, 1 and 8 writers (PostgreSQL and MariaDB);
 //  2. drain: a pre-loaded backlog relayed to Kafka and consumed back by an
 //     independent client (franz-go), checking count, duplicates and per-key
-//     order; hot-key and 3-relay variants;
+//     order; hot-key, 3-relay and publish-and-delete variants;
 //  3. steady latency: writers commit at a fixed rate while a relay runs, in
 //     the same process (in-process wake) and in another process;
 //  4. the same drain and steady runs through Watermill's forwarder
@@ -15,7 +15,14 @@
 //     configuration its documentation shows and tuned;
 //  5. the peak RSS of a relay process draining a large backlog.
 //
-// Every scenario uses a fresh table (dropped afterwards) and a fresh topic.
+// The 1-relay drain and the in-process steady run are repeated against the
+// Apache Kafka broker of -real-kafka (OUTBOX_KAFKA_BROKERS, else
+// 127.0.0.1:9092) when it can be reached. Every scenario uses a fresh table
+// (dropped afterwards) and a fresh topic. Before each measured scenario the
+// program prints the machine's 1-minute load average (after waiting up to
+// 20 s for the load of the previous scenario to decay); a scenario that
+// started above -max-load is measured again, at most -repeats times, and the
+// table keeps the run that started at the lowest load, in its LOAD column.
 // See docs/BENCHMARKS.md for a recorded run.
 //
 //	go run ./cmd/outbox-bench          # defaults, a few minutes
@@ -47,6 +54,12 @@ type options struct {
 	rssEvents  int           // backlog of the RSS run
 	only       map[string]bool
 	cpuprofile string
+	// realKafka is the Apache Kafka broker that the drain and steady runs
+	// are repeated against, beside the broker of the run; "" for none.
+	realKafka string
+	// maxLoad and repeats are the load guard (see measured).
+	maxLoad float64
+	repeats int
 }
 
 func (o *options) on(section string) bool { return len(o.only) == 0 || o.only[section] }
@@ -76,6 +89,10 @@ func main() {
 	flag.IntVar(&o.rssEvents, "rss-n", 100_000, "events in the backlog of the peak-RSS run")
 	flag.StringVar(&only, "only", "", "comma-separated sections to run: "+strings.Join(sections, ","))
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to the file")
+	flag.StringVar(&o.realKafka, "real-kafka", getenv("OUTBOX_KAFKA_BROKERS", "127.0.0.1:9092"),
+		"Apache Kafka broker to repeat the 1-relay drain and the in-process steady run against, beside devkafka; empty skips, and so does a broker that cannot be reached")
+	flag.Float64Var(&o.maxLoad, "max-load", 1.5, "a measured run that starts above this 1-minute load average is repeated")
+	flag.IntVar(&o.repeats, "repeats", 2, "how many times at most a measured run is repeated because of the load")
 	flag.Parse()
 	if o.quick {
 		set := map[string]bool{}
@@ -142,81 +159,144 @@ func run(ctx context.Context, o *options) error {
 		o.events, o.keys, o.writes, o.rate, o.duration, o.rssEvents, e.my != nil)
 
 	if o.on("write") {
-		if err := benchWrites(ctx, e, t, pgWriter(e, false)); err != nil {
-			return fmt.Errorf("write (PostgreSQL): %w", err)
-		}
-		if err := benchWrites(ctx, e, t, pgWriter(e, true)); err != nil {
-			return fmt.Errorf("write (PostgreSQL, batched): %w", err)
-		}
+		writers := []writer{pgWriter(e, false), pgWriter(e, true)}
 		if e.my != nil && o.on("mysql") {
-			if err := benchWrites(ctx, e, t, myWriter(e)); err != nil {
-				return fmt.Errorf("write (MariaDB): %w", err)
+			writers = append(writers, myWriter(e))
+		}
+		for _, w := range writers {
+			if _, err := measured(ctx, e, t, "write "+w.name, func(t *table) (struct{}, error) {
+				return struct{}{}, benchWrites(ctx, e, t, w)
+			}); err != nil {
+				return fmt.Errorf("write (%s): %w", w.name, err)
 			}
 		}
 	}
 	var ours, fwdDefault, fwdTuned drainResult
 	if o.on("drain") {
-		if ours, err = drainOurs(ctx, e, t, "PostgreSQL", o.keys, 1); err != nil {
-			return fmt.Errorf("drain: %w", err)
-		}
-		if _, err = drainOurs(ctx, e, t, "PostgreSQL", 10, 1); err != nil {
-			return fmt.Errorf("drain hot key: %w", err)
-		}
-		if _, err = drainOurs(ctx, e, t, "PostgreSQL", o.keys, 3); err != nil {
-			return fmt.Errorf("drain 3 relays: %w", err)
+		cases := []drainCase{
+			{db: "PostgreSQL", keys: o.keys, relays: 1, target: 50_000},
+			{db: "PostgreSQL", keys: 10, relays: 1, target: 30_000},
+			{db: "PostgreSQL", keys: o.keys, relays: 3, target: 50_000, sameAsOne: true},
+			{db: "PostgreSQL", keys: o.keys, relays: 1, deleteOnPublish: true},
 		}
 		if e.my != nil && o.on("mysql") {
-			if _, err = drainOurs(ctx, e, t, "MariaDB", o.keys, 1); err != nil {
-				return fmt.Errorf("drain (MariaDB): %w", err)
+			cases = append(cases, drainCase{db: "MariaDB", keys: o.keys, relays: 1, target: 25_000},
+				drainCase{db: "MariaDB", keys: o.keys, relays: 1, deleteOnPublish: true})
+		}
+		for i, c := range cases {
+			res, err := measured(ctx, e, t, "drain "+c.name(), func(t *table) (drainResult, error) {
+				return drainOurs(ctx, e, t, "drain (ours)", c)
+			})
+			if err != nil {
+				return fmt.Errorf("drain %s: %w", c.name(), err)
+			}
+			if i == 0 {
+				ours, e.drainOneRelay = res, res.rate
 			}
 		}
 	}
 	if o.on("forwarder") && o.on("drain") {
-		if fwdDefault, err = drainForwarder(ctx, e, t, false); err != nil {
-			return fmt.Errorf("forwarder drain: %w", err)
-		}
-		if fwdTuned, err = drainForwarder(ctx, e, t, true); err != nil {
-			return fmt.Errorf("forwarder drain (tuned): %w", err)
+		for _, tuned := range []bool{false, true} {
+			res, err := measured(ctx, e, t, "forwarder drain "+fwdName(tuned), func(t *table) (drainResult, error) {
+				return drainForwarder(ctx, e, t, tuned)
+			})
+			if err != nil {
+				return fmt.Errorf("forwarder drain %s: %w", fwdName(tuned), err)
+			}
+			if tuned {
+				fwdTuned = res
+			} else {
+				fwdDefault = res
+			}
 		}
 		if ours.rate > 0 {
-			t.ratio("drain", "ours / forwarder (docs config)", ours.rate/fwdDefault.rate, "")
-			t.ratio("drain", "ours / forwarder (tuned)", ours.rate/fwdTuned.rate, "≥ 10×")
+			t.ratio("drain", "ours / forwarder (docs config)", ours.rate/fwdDefault.rate, 0)
+			t.ratio("drain", "ours / forwarder (tuned)", ours.rate/fwdTuned.rate, 6)
 		}
 	}
 	var sIn, sOut, sFwdDefault, sFwdTuned latencies
 	if o.on("steady") {
-		if sIn, err = steadyOurs(ctx, e, t, inProcess); err != nil {
-			return fmt.Errorf("steady (in process): %w", err)
-		}
-		if sOut, err = steadyOurs(ctx, e, t, otherPolling); err != nil {
-			return fmt.Errorf("steady (other process): %w", err)
-		}
-		if _, err = steadyOurs(ctx, e, t, otherNotified); err != nil {
-			return fmt.Errorf("steady (other process, NOTIFY): %w", err)
+		for _, place := range []relayPlace{inProcess, otherPolling, otherNotified} {
+			lat, err := measured(ctx, e, t, "steady "+place.String(), func(t *table) (latencies, error) {
+				return steadyOurs(ctx, e, t, "steady (ours)", place)
+			})
+			if err != nil {
+				return fmt.Errorf("steady %s: %w", place, err)
+			}
+			switch place {
+			case inProcess:
+				sIn = lat
+			case otherPolling:
+				sOut = lat
+			}
 		}
 	}
 	if o.on("forwarder") && o.on("steady") {
-		if sFwdDefault, err = steadyForwarder(ctx, e, t, false); err != nil {
-			return fmt.Errorf("forwarder steady: %w", err)
-		}
-		if sFwdTuned, err = steadyForwarder(ctx, e, t, true); err != nil {
-			return fmt.Errorf("forwarder steady (tuned): %w", err)
+		for _, tuned := range []bool{false, true} {
+			lat, err := measured(ctx, e, t, "forwarder steady "+fwdName(tuned), func(t *table) (latencies, error) {
+				return steadyForwarder(ctx, e, t, tuned)
+			})
+			if err != nil {
+				return fmt.Errorf("forwarder steady %s: %w", fwdName(tuned), err)
+			}
+			if tuned {
+				sFwdTuned = lat
+			} else {
+				sFwdDefault = lat
+			}
 		}
 		if sIn.n > 0 {
 			// Latency ratios read as "how many times lower ours is".
-			t.ratio("steady", "p50 forwarder (docs config) / ours in-process", ms(sFwdDefault.p50)/ms(sIn.p50), "")
-			t.ratio("steady", "p50 forwarder (tuned) / ours in-process", ms(sFwdTuned.p50)/ms(sIn.p50), "")
-			t.ratio("steady", "p99 forwarder (tuned) / ours in-process", ms(sFwdTuned.p99)/ms(sIn.p99), "")
-			t.ratio("steady", "p50 forwarder (tuned) / ours other process (polling)", ms(sFwdTuned.p50)/ms(sOut.p50), "")
+			t.ratio("steady", "p50 forwarder (docs config) / ours in-process", ms(sFwdDefault.p50)/ms(sIn.p50), 0)
+			t.ratio("steady", "p50 forwarder (tuned) / ours in-process", ms(sFwdTuned.p50)/ms(sIn.p50), 0)
+			t.ratio("steady", "p99 forwarder (tuned) / ours in-process", ms(sFwdTuned.p99)/ms(sIn.p99), 0)
+		}
+		if sOut.n > 0 {
+			t.ratio("steady", "p50 forwarder (tuned) / ours other process (polling)", ms(sFwdTuned.p50)/ms(sOut.p50), 1)
+			t.ratio("steady", "p99 forwarder (tuned) / ours other process (polling)", ms(sFwdTuned.p99)/ms(sOut.p99), 1)
+		}
+	}
+	if o.realKafka != "" && o.realKafka != o.kafka && (o.on("drain") || o.on("steady")) {
+		if err := onRealKafka(ctx, e, t); err != nil {
+			return err
 		}
 	}
 	if o.on("rss") {
-		if err := benchRSS(ctx, e, t); err != nil {
+		if _, err := measured(ctx, e, t, "rss", func(t *table) (struct{}, error) {
+			return struct{}{}, benchRSS(ctx, e, t)
+		}); err != nil {
 			return fmt.Errorf("rss: %w", err)
 		}
 	}
 	t.print(os.Stdout)
 	fmt.Printf("\ntotal run time %v\n", time.Since(began).Round(time.Second))
+	return nil
+}
+
+// onRealKafka repeats the 1-relay drain and the in-process steady run
+// against the Apache Kafka broker e.o.realKafka, when it can be reached.
+func onRealKafka(ctx context.Context, e *env, t *table) error {
+	real, closeAdmin, err := e.onKafka(ctx, e.o.realKafka)
+	if err != nil {
+		logf("Apache Kafka at %s unreachable, skipped: %v", e.o.realKafka, err)
+		return nil
+	}
+	defer closeAdmin()
+	if e.o.on("drain") {
+		c := drainCase{db: "PostgreSQL", keys: e.o.keys, relays: 1, target: 50_000}
+		if _, err := measured(ctx, real, t, "drain on Apache Kafka "+c.name(), func(t *table) (drainResult, error) {
+			return drainOurs(ctx, real, t, "drain (ours, Apache Kafka)", c)
+		}); err != nil {
+			return fmt.Errorf("drain on Apache Kafka: %w", err)
+		}
+	}
+	if e.o.on("steady") {
+		if _, err := measured(ctx, real, t, "steady on Apache Kafka", func(t *table) (latencies, error) {
+			return steadyOurs(ctx, real, t, "steady (ours, Apache Kafka)", inProcess)
+		}); err != nil {
+			return fmt.Errorf("steady on Apache Kafka: %w", err)
+		}
+	}
 	return nil
 }
 

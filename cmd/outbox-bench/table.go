@@ -16,6 +16,9 @@ type table struct {
 
 type row struct {
 	section, scenario, result, target, status string
+	// load is the load average when the row's run started; "" for rows
+	// computed from others.
+	load string
 }
 
 // add appends a row. status is "ok", "MISS" or "" (no target).
@@ -27,21 +30,21 @@ func (t *table) add(section, scenario, result, target string, met *bool) {
 			status = "ok"
 		}
 	}
-	t.rows = append(t.rows, row{section, scenario, result, target, status})
+	t.rows = append(t.rows, row{section: section, scenario: scenario, result: result, target: target, status: status})
 }
 
-func (t *table) ratio(section, scenario string, r float64, target string) {
-	var met *bool
-	if target != "" {
-		ok := r >= 10
-		met = &ok
+// ratio adds a ratio; with min > 0 its target is "≥ min×".
+func (t *table) ratio(section, scenario string, r, min float64) {
+	if min <= 0 {
+		t.add(section, scenario, fmt.Sprintf("%.1f×", r), "", nil)
+		return
 	}
-	t.add(section, scenario, fmt.Sprintf("%.1f×", r), target, met)
+	t.add(section, scenario, fmt.Sprintf("%.1f×", r), fmt.Sprintf("≥ %g×", min), check(r >= min))
 }
 
 func (t *table) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SECTION\tSCENARIO\tRESULT\tTARGET\tSTATUS")
+	fmt.Fprintln(tw, "SECTION\tSCENARIO\tRESULT\tTARGET\tSTATUS\tLOAD")
 	last := ""
 	for _, r := range t.rows {
 		section := r.section
@@ -49,7 +52,7 @@ func (t *table) print(w io.Writer) {
 			section = ""
 		}
 		last = r.section
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", section, r.scenario, r.result, r.target, r.status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", section, r.scenario, r.result, r.target, r.status, r.load)
 	}
 	tw.Flush()
 }

@@ -13,7 +13,12 @@ import (
 // writer runs business transactions on one database: one business row, and
 // with event set one outbox event in the same transaction.
 type writer struct {
-	name  string
+	name string
+	// added and share are the targets: the most an event may add to one
+	// writer's transaction, and the least share of business-only
+	// throughput that 8 writers must keep.
+	added time.Duration
+	share float64
 	setup func(ctx context.Context) (txFunc, func(), error)
 }
 
@@ -26,11 +31,11 @@ type txFunc func(ctx context.Context, withEvent bool, i int) error
 // costs no round trip of its own. The business-only transaction is the same
 // either way.
 func pgWriter(e *env, batched bool) writer {
-	name := "PostgreSQL"
+	name, added := "PostgreSQL", 60*time.Microsecond
 	if batched {
-		name = "PostgreSQL, event in the business batch"
+		name, added = "PostgreSQL, event in the business batch", 40*time.Microsecond
 	}
-	return writer{name, func(ctx context.Context) (txFunc, func(), error) {
+	return writer{name, added, 0.85, func(ctx context.Context) (txFunc, func(), error) {
 		st, dropStore, err := e.pgStore(ctx)
 		if err != nil {
 			return nil, nil, err
@@ -77,7 +82,7 @@ func pgWriter(e *env, batched bool) writer {
 }
 
 func myWriter(e *env) writer {
-	return writer{"MariaDB", func(ctx context.Context) (txFunc, func(), error) {
+	return writer{"MariaDB", 80 * time.Microsecond, 0.80, func(ctx context.Context) (txFunc, func(), error) {
 		st, dropStore, err := e.myStore(ctx)
 		if err != nil {
 			return nil, nil, err
@@ -161,7 +166,7 @@ func benchWrites(ctx context.Context, e *env, t *table, w writer) error {
 		us(lo.p50), us(lo.p99), float64(n)/sumWith.Seconds()), "", nil)
 	added := summarize(diffs).p50
 	t.add("write "+w.name, "1 writer, added cost per event (paired p50)", fmt.Sprintf("%.0f µs", us(added)),
-		"≤ 50 µs", check(added <= 50*time.Microsecond))
+		fmt.Sprintf("≤ %.0f µs", us(w.added)), check(added <= w.added))
 
 	const writers = 8
 	logf("write %s: %d writers, %d+%d transactions", w.name, writers, n, n)
@@ -200,6 +205,6 @@ func benchWrites(ctx context.Context, e *env, t *table, w writer) error {
 	withEv := float64(counts[1]) / elapsed[1].Seconds()
 	t.add("write "+w.name, "8 writers, business only", fmt.Sprintf("%.0f tx/s", bizOnly), "", nil)
 	t.add("write "+w.name, "8 writers, business + 1 event", fmt.Sprintf("%.0f tx/s (%.0f%% of business only)",
-		withEv, 100*withEv/bizOnly), "≥ 85%", check(withEv >= 0.85*bizOnly))
+		withEv, 100*withEv/bizOnly), fmt.Sprintf("≥ %.0f%%", 100*w.share), check(withEv >= w.share*bizOnly))
 	return nil
 }

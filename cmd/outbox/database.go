@@ -183,7 +183,14 @@ func (o dbOptions) openStore(ctx context.Context) (*database, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = d.sql.ExecContext(ctx, "SELECT seq, topic, headers, parked_at, lease_token FROM "+d.table+" WHERE 1 = 0")
+	_, err = d.sql.ExecContext(ctx, "SELECT seq, topic, headers, parked_at FROM "+d.table+" WHERE 1 = 0")
+	if err == nil {
+		_, err = d.sql.ExecContext(ctx, "SELECT token FROM "+migrations.ClaimsTable(d.table)+" WHERE 1 = 0")
+		if err != nil {
+			d.close()
+			return nil, fmt.Errorf("table %s lacks its table of claims (%v); add it with 'outbox migrate up'", d.table, err)
+		}
+	}
 	if err != nil {
 		d.close()
 		var pgErr *pgconn.PgError

@@ -92,7 +92,7 @@ func newFixture(t *testing.T, dialect string) *fixture {
 		f.dsn, f.table, f.db = testenv.MySQLDSN(), testenv.Table("outbox"), db
 		require.NoError(t, migrations.Up(t.Context(), db, migrations.MySQL, f.table))
 		t.Cleanup(func() {
-			_, _ = db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+f.table)
+			_, _ = db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+f.table+", "+migrations.ClaimsTable(f.table))
 			_, _ = db.ExecContext(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = ?", f.table)
 		})
 		st, err := mysql.New(db, mysql.Config{Table: f.table})

@@ -22,7 +22,7 @@ func TestMigrate(t *testing.T) {
 			db := sqlDB(t, map[string]string{"postgres": "pgx", "mysql": "mysql"}[tc.name], tc.dsn)
 			t.Cleanup(func() {
 				ctx := context.Background()
-				_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table)
+				_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table+", "+table+"_claims")
 				_, _ = db.ExecContext(ctx, "DELETE FROM outbox_migrations WHERE table_name = '"+table+"'")
 			})
 			migrate := func(args ...string) result {
@@ -38,7 +38,7 @@ func TestMigrate(t *testing.T) {
 				require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
 				require.Equal(t, table, out.Table)
 				require.Equal(t, tc.name, out.Dialect)
-				require.Len(t, out.Migrations, 3)
+				require.Len(t, out.Migrations, 4)
 				vs := []int{}
 				for _, m := range out.Migrations {
 					if m.Applied {
@@ -58,11 +58,17 @@ func TestMigrate(t *testing.T) {
 			require.Contains(t, r.stdout, "applied 1_seed_table")
 			require.Contains(t, r.stdout, "applied 2_relay_columns")
 			require.Contains(t, r.stdout, "applied 3_audit")
-			require.Equal(t, []int{1, 2, 3}, applied())
+			require.Contains(t, r.stdout, "applied 4_claims")
+			require.Equal(t, []int{1, 2, 3, 4}, applied())
 			require.Contains(t, requireOK(t, migrate("up")).stdout, "is up to date")
 			require.Contains(t, requireOK(t, migrate("status")).stdout, "2        relay_columns  applied")
 			requireOK(t, cli(t, "status", "--dsn", tc.dsn, "--table", table))
 
+			require.Contains(t, requireOK(t, migrate("down")).stdout, "reverted 4_claims")
+			// Without its table of claims, the relay's commands say so.
+			r = cli(t, "status", "--dsn", tc.dsn, "--table", table)
+			require.Equal(t, 1, r.code)
+			require.Contains(t, r.stderr, "lacks its table of claims")
 			require.Contains(t, requireOK(t, migrate("down")).stdout, "reverted 3_audit")
 			require.Equal(t, []int{1, 2}, applied())
 
@@ -112,7 +118,7 @@ func TestMigrateRefusesOtherTable(t *testing.T) {
 			db := sqlDB(t, map[string]string{"postgres": "pgx", "mysql": "mysql"}[tc.name], tc.dsn)
 			t.Cleanup(func() {
 				ctx := context.Background()
-				_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table)
+				_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table+", "+table+"_claims")
 				_, _ = db.ExecContext(ctx, "DELETE FROM outbox_migrations WHERE table_name = '"+table+"'")
 			})
 			_, err := db.ExecContext(t.Context(), "CREATE TABLE "+table+" (id INT PRIMARY KEY, name TEXT)")

@@ -27,13 +27,14 @@ var relayCommand = &command{
 	setup: func(fs *flag.FlagSet) func(context.Context, *invocation) error {
 		db := dbFlags(fs)
 		brokers := brokersFlag(fs)
-		owner := fs.String("owner", "", "name of this relay in lease_owner; defaults to hostname:pid [$OUTBOX_OWNER]")
+		owner := fs.String("owner", "", "name of this relay in its claims; defaults to hostname:pid [$OUTBOX_OWNER]")
 		batch := fs.Int("batch", 500, "most events claimed and published at once [$OUTBOX_BATCH]")
 		poll := fs.Duration("poll", 100*time.Millisecond, "sleep between claims that found nothing [$OUTBOX_POLL]")
 		lease := fs.Duration("lease", 30*time.Second, "how long a claim holds its events [$OUTBOX_LEASE]")
 		maxRetries := fs.Int("max-retries", 10, "failed attempts after which an event is parked [$OUTBOX_MAX_RETRIES]")
 		retention := duration(7 * 24 * time.Hour)
 		fs.Var(&retention, "retention", "delete published events older than this (90m, 36h, 7d); 0 keeps them [$OUTBOX_RETENTION]")
+		deletePublished := fs.Bool("delete-published", false, "publish-and-delete: delete each event once the broker accepted it, keeping no record of published events (see README) [$OUTBOX_DELETE_PUBLISHED]")
 		shutdown := fs.Duration("shutdown-timeout", 10*time.Second, "how long a stop may take to finish the batch in flight [$OUTBOX_SHUTDOWN_TIMEOUT]")
 		metricsAddr := fs.String("metrics-addr", ":9464", "address of /metrics, /healthz and /readyz; empty disables them [$OUTBOX_METRICS_ADDR]")
 		logLevel := fs.String("log-level", "info", "debug, info, warn or error [$OUTBOX_LOG_LEVEL]")
@@ -49,8 +50,11 @@ var relayCommand = &command{
 				Owner: *owner, BatchSize: *batch, PollInterval: *poll, Lease: *lease, MaxRetries: *maxRetries,
 				Retention: time.Duration(retention), ShutdownTimeout: *shutdown, Logger: logger,
 			}
-			if retention == 0 {
-				cfg.Retention = -1
+			switch {
+			case *deletePublished:
+				cfg.Retention = relay.DeleteOnPublish
+			case retention == 0:
+				cfg.Retention = relay.KeepForever
 			}
 
 			reg := prometheus.NewRegistry()

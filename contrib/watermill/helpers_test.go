@@ -31,7 +31,7 @@ func mysqlStore(t *testing.T) *mysql.Store {
 	ctx := context.Background()
 	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
 	t.Cleanup(func() {
-		_, _ = db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+table)
+		_, _ = db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+table+", "+migrations.ClaimsTable(table))
 		_, _ = db.ExecContext(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = ?", table)
 	})
 	st, err := mysql.New(db, mysql.Config{Table: table})

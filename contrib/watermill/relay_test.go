@@ -15,6 +15,7 @@ import (
 	outboxwatermill "github.com/outboxkit/outbox/contrib/watermill"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
+	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/relay"
 	"github.com/outboxkit/outbox/store/postgres"
 )
@@ -78,9 +79,9 @@ func TestRelayStopsWithRouter(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool { return len(rec.Messages()) >= 20 }, "relay in the router published nothing")
 
 	require.NoError(t, closeRouter())
-	leased := "SELECT count(*) FROM " + st.Table() + " WHERE lease_token IS NOT NULL"
+	claimed := "SELECT count(*) FROM " + migrations.ClaimsTable(st.Table())
 	published := "SELECT count(*) FROM " + st.Table() + " WHERE published_at IS NOT NULL"
-	require.Zero(t, count(t, db, leased), "leases held after the router closed")
+	require.Zero(t, count(t, db, claimed), "claims left after the router closed")
 	marked := count(t, db, published)
 	require.Equal(t, len(rec.Messages()), marked, "every message the broker accepted is marked")
 	require.Less(t, marked, n, "the relay stopped before draining the table")
@@ -92,5 +93,5 @@ func TestRelayStopsWithRouter(t *testing.T) {
 	closeRouter = runRouter(t, r2)
 	eventually(t, 10*time.Second, func() bool { return count(t, db, published) == n }, "second relay did not drain the table")
 	require.NoError(t, closeRouter())
-	require.Zero(t, count(t, db, leased))
+	require.Zero(t, count(t, db, claimed))
 }

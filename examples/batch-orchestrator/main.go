@@ -211,7 +211,7 @@ func run(ctx context.Context, cfg Config, out io.Writer) (Summary, error) {
 // startRouters runs the worker and the consumers and returns the function
 // that stops them: the consumers first, so that nothing is consumed after
 // the relay stopped; Close on the worker returns once the relay has
-// finished its batch in flight and released its leases.
+// finished its batch in flight and settled its claims.
 func startRouters(ctx context.Context, worker, consumers *message.Router) (stop func()) {
 	done := make(chan struct{}, 2)
 	for _, r := range []*message.Router{worker, consumers} {

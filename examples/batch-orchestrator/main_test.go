@@ -29,7 +29,7 @@ func testConfig(t *testing.T) Config {
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
-		for _, table := range []string{cfg.OutboxTable, cfg.InboxTable, prefix + "batches", prefix + "batch_outcomes"} {
+		for _, table := range []string{cfg.OutboxTable, cfg.OutboxTable + "_claims", cfg.InboxTable, prefix + "batches", prefix + "batch_outcomes"} {
 			_, _ = pool.Exec(ctx, "DROP TABLE IF EXISTS "+table)
 		}
 		_, _ = pool.Exec(ctx, "DELETE FROM outbox_migrations WHERE table_name = $1", cfg.OutboxTable)
@@ -41,7 +41,7 @@ func testConfig(t *testing.T) Config {
 // The demo runs end to end and its summary says what the issue asks for:
 // four batches, one failed in CJ assessment, all six event types written,
 // published and consumed once each despite a redelivery of every message,
-// one trace and one correlation ID per batch, metrics served, no lease left.
+// one trace and one correlation ID per batch, metrics served, no claim left.
 func TestRun(t *testing.T) {
 	t.Parallel()
 	var out strings.Builder
@@ -68,13 +68,13 @@ func TestRun(t *testing.T) {
 	require.Equal(t, 4, sum.Traces)
 	require.Equal(t, 4, sum.CorrelationIDs)
 	require.EqualValues(t, 19, sum.MetricPublished)
-	require.Zero(t, sum.LeasesHeld)
+	require.Zero(t, sum.ClaimsLeft)
 	for _, line := range []string{
 		"batches:        4 (3 completed, 1 failed)",
 		"events written: 19 of 6 types",
 		"consumed:       19, effects once each; 19 redeliveries acked by the inbox",
 		"metrics:        outbox_relay_published_total 19 at http://127.0.0.1:",
-		"leases held:    0 after shutdown",
+		"claims left:    0 after shutdown",
 		"checks:         ok",
 	} {
 		require.Contains(t, out.String(), line)
@@ -100,7 +100,7 @@ func (c *cancelOn) Write(p []byte) (int, error) {
 }
 
 // Cancelled midway, as by SIGTERM, run shuts down gracefully: it returns
-// promptly with a summary, and the relay released every lease.
+// promptly with a summary, and the relay settled every claim.
 func TestRunStopsOnCancel(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -111,7 +111,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 	t.Log("\n" + out.String())
 	require.ErrorContains(t, err, "interrupted")
 	require.Less(t, time.Since(start), 30*time.Second)
-	require.Zero(t, sum.LeasesHeld)
+	require.Zero(t, sum.ClaimsLeft)
 	require.Contains(t, out.String(), "summary")
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/relay"
 )
 
@@ -36,8 +37,8 @@ type Summary struct {
 	// each handler continues the trace of the write it consumes), and
 	// ConsumerSpans the spans.
 	Traces, ConsumerSpans int
-	// LeasesHeld counts outbox rows still leased after shutdown.
-	LeasesHeld int
+	// ClaimsLeft counts the relays' claims left after shutdown.
+	ClaimsLeft int
 	// MetricPublished is outbox_relay_published_total as scraped.
 	MetricPublished float64
 	Relay           relay.Stats
@@ -86,8 +87,8 @@ func summarize(ctx context.Context, pool *pgxpool.Pool, cfg Config, batchIDs []s
 		(SELECT count(*) FROM `+cfg.OutboxTable+` WHERE aggregate_id = ANY($1) AND published_at IS NOT NULL),
 		(SELECT count(DISTINCT headers->>'correlation_id') FROM `+cfg.OutboxTable+` WHERE aggregate_id = ANY($1)),
 		(SELECT count(*) FROM `+cfg.InboxTable+` i JOIN `+cfg.OutboxTable+` o ON i.message_id = o.id::text WHERE o.aggregate_id = ANY($1)),
-		(SELECT count(*) FROM `+cfg.OutboxTable+` WHERE lease_token IS NOT NULL)`, batchIDs).
-		Scan(&s.Published, &s.CorrelationIDs, &s.Consumed, &s.LeasesHeld)
+		(SELECT count(*) FROM `+migrations.ClaimsTable(cfg.OutboxTable)+`)`, batchIDs).
+		Scan(&s.Published, &s.CorrelationIDs, &s.Consumed, &s.ClaimsLeft)
 	if err != nil {
 		return s, fmt.Errorf("summary: %w", err)
 	}
@@ -120,7 +121,7 @@ func (s Summary) print(w io.Writer, metricsURL string) {
 		s.Consumed, s.Duplicates, s.LostAcks)
 	fmt.Fprintf(w, "  tracing:        %d traces, %d consumer spans; %d correlation IDs\n", s.Traces, s.ConsumerSpans, s.CorrelationIDs)
 	fmt.Fprintf(w, "  metrics:        outbox_relay_published_total %g at %s\n", s.MetricPublished, metricsURL)
-	fmt.Fprintf(w, "  leases held:    %d after shutdown\n", s.LeasesHeld)
+	fmt.Fprintf(w, "  claims left:    %d after shutdown\n", s.ClaimsLeft)
 }
 
 // check returns an error for every expectation the run missed.
@@ -139,6 +140,6 @@ func (s Summary) check(batches int) error {
 	want(s.CorrelationIDs == batches, "want one correlation ID per batch, got %d", s.CorrelationIDs)
 	want(s.Traces == batches, "want one trace per batch, got %d", s.Traces)
 	want(s.MetricPublished >= float64(s.Published), "metric says %g published, want %d", s.MetricPublished, s.Published)
-	want(s.LeasesHeld == 0, "%d leases held after shutdown", s.LeasesHeld)
+	want(s.ClaimsLeft == 0, "%d claims left after shutdown", s.ClaimsLeft)
 	return errors.Join(errs...)
 }

@@ -17,7 +17,7 @@ func TestRun(t *testing.T) {
 	table := testenv.Table("quickstart")
 	t.Setenv("OUTBOX_TABLE", table)
 	t.Cleanup(func() {
-		_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table)
+		_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table+", "+table+"_claims")
 		_, _ = pool.Exec(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = $1", table)
 	})
 	check(t)
@@ -31,7 +31,7 @@ func TestRunMySQL(t *testing.T) {
 	t.Setenv("OUTBOX_TABLE", table)
 	t.Setenv("OUTBOX_MYSQL_DSN", testenv.MySQLDSN())
 	t.Cleanup(func() {
-		_, _ = db.Exec("DROP TABLE IF EXISTS " + table)
+		_, _ = db.Exec("DROP TABLE IF EXISTS " + table + ", " + table + "_claims")
 		_, _ = db.Exec("DELETE FROM outbox_migrations WHERE table_name = ?", table)
 	})
 	check(t)

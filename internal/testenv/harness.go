@@ -41,6 +41,10 @@ func PostgresHarness(t *testing.T) storetest.Harness {
 			err = pool.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE `+where).Scan(&n)
 			return n, err
 		},
+		Claims: func(ctx context.Context) (n int64, err error) {
+			err = pool.QueryRow(ctx, `SELECT count(*) FROM `+migrations.ClaimsTable(table)).Scan(&n)
+			return n, err
+		},
 		Row: func(ctx context.Context, id uuid.UUID) (retries int, lastError string, err error) {
 			var last *string
 			err = pool.QueryRow(ctx, `SELECT retry_count, last_error FROM `+table+` WHERE id = $1`, id.String()).Scan(&retries, &last)
@@ -99,7 +103,7 @@ func MySQLStore(t testing.TB, cfg mysql.Config) *mysql.Store {
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
-		_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+cfg.Table)
+		_, _ = db.ExecContext(ctx, "DROP TABLE IF EXISTS "+cfg.Table+", "+migrations.ClaimsTable(cfg.Table))
 		_, _ = db.ExecContext(ctx, "DELETE FROM outbox_migrations WHERE table_name = ?", cfg.Table)
 	})
 	st, err := mysql.New(db, cfg)
@@ -133,6 +137,10 @@ func MySQLHarness(t *testing.T) storetest.Harness {
 		},
 		Count: func(ctx context.Context, where string) (n int64, err error) {
 			err = db.QueryRowContext(ctx, `SELECT count(*) FROM `+table+` WHERE `+where).Scan(&n)
+			return n, err
+		},
+		Claims: func(ctx context.Context) (n int64, err error) {
+			err = db.QueryRowContext(ctx, `SELECT count(*) FROM `+migrations.ClaimsTable(table)).Scan(&n)
 			return n, err
 		},
 		Row: func(ctx context.Context, id uuid.UUID) (retries int, lastError string, err error) {

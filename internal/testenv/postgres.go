@@ -24,7 +24,7 @@ func PostgresStore(t testing.TB, cfg postgres.Config) *postgres.Store {
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
-		_, _ = pool.Exec(ctx, "DROP TABLE IF EXISTS "+cfg.Table)
+		_, _ = pool.Exec(ctx, "DROP TABLE IF EXISTS "+cfg.Table+", "+migrations.ClaimsTable(cfg.Table))
 		_, _ = pool.Exec(ctx, "DELETE FROM outbox_migrations WHERE table_name = $1", cfg.Table)
 	})
 	st, err := postgres.New(pool, cfg)

@@ -74,6 +74,7 @@ func RunBroker(t *testing.T, newHarness func(t *testing.T) storetest.Harness, ne
 		{"BrokerOutageBurnsNoAttempts", testOutage},
 		{"InProcessWake", testWake},
 		{"Janitor", testJanitor},
+		{"PublishAndDelete", testPublishAndDelete},
 		{"ShutdownMarksBatchInFlight", testShutdownMarks},
 		{"ShutdownDuringBreakerPause", testShutdownDuringPause},
 	}
@@ -169,6 +170,13 @@ func commit(t *testing.T, h storetest.Harness, c *faulttest.Checker, events ...o
 func count(t *testing.T, h storetest.Harness, where string) int64 {
 	t.Helper()
 	n, err := h.Count(context.Background(), where)
+	require.NoError(t, err)
+	return n
+}
+
+func claims(t *testing.T, h storetest.Harness) int64 {
+	t.Helper()
+	n, err := h.Claims(context.Background())
 	require.NoError(t, err)
 	return n
 }
@@ -479,6 +487,44 @@ func testJanitor(t *testing.T, h storetest.Harness, b Broker) {
 	require.Equal(t, int64(1), count(t, h, "published_at IS NULL AND parked_at IS NULL"))
 }
 
+// Publish-and-delete: with Retention DeleteOnPublish the relay deletes what
+// the broker accepted, keeps every promise (per-key order with three relays
+// and failures, a parked event holding its key back), and leaves behind only
+// the parked event and what waits behind it.
+func testPublishAndDelete(t *testing.T, h storetest.Harness, b Broker) {
+	const keys, rounds = 50, 20
+	check := faulttest.NewChecker()
+	pub := b.flaky(0.10, 11)
+	poison, behind := b.event("poisoned", 0), b.event("poisoned", 1)
+	pub.FailID(poison.ID, fmt.Errorf("%w: too large", outbox.ErrPermanent))
+	var relays []*relay.Relay
+	for i := range 3 {
+		cfg := FastConfig()
+		cfg.Owner = fmt.Sprint("relay-", i)
+		cfg.Retention = relay.DeleteOnPublish
+		r, _ := Start(t, h.Store, pub, cfg)
+		relays = append(relays, r)
+	}
+	commit(t, h, nil, poison, behind)
+	for i := range rounds {
+		batch := make([]outbox.Event, 0, keys)
+		for k := range keys {
+			batch = append(batch, b.event(fmt.Sprint("key-", k), i))
+		}
+		commit(t, h, check, batch...)
+	}
+	Eventually(t, time.Minute, "all events", func() bool { return check.Missing(b.Received()) == 0 })
+	Eventually(t, 10*time.Second, "published rows deleted", func() bool { return count(t, h, "1 = 1") == 2 })
+	var counted int64
+	for _, r := range relays {
+		counted += r.Stats().PossibleDuplicates
+	}
+	report := check.Check(b.Received(), counted)
+	require.True(t, report.OK(), report.String())
+	require.Equal(t, int64(1), count(t, h, "parked_at IS NOT NULL"))
+	require.Equal(t, int64(1), count(t, h, "id = '"+behind.ID.String()+"' AND published_at IS NULL AND parked_at IS NULL"))
+}
+
 // P7: shutdown returns within its timeout while a publish hangs, marks
 // nothing it did not publish, leaves no lease held, and leaks no goroutine.
 func testShutdown(t *testing.T, h storetest.Harness, b Broker) {
@@ -497,13 +543,13 @@ func testShutdown(t *testing.T, h storetest.Harness, b Broker) {
 	for k := range 5 {
 		commit(t, h, nil, b.event(fmt.Sprint("k", k), 0))
 	}
-	Eventually(t, 5*time.Second, "batch in flight", func() bool { return count(t, h, "lease_token IS NOT NULL") > 0 })
+	Eventually(t, 5*time.Second, "batch in flight", func() bool { return claims(t, h) > 0 })
 	began := time.Now()
 	stop()
 	elapsed := time.Since(began)
 	require.Less(t, elapsed, cfg.ShutdownTimeout+2*time.Second, "Run returns within its timeout")
 	require.GreaterOrEqual(t, elapsed, cfg.ShutdownTimeout/2, "the batch in flight had its grace period")
-	require.Zero(t, count(t, h, "lease_token IS NOT NULL"), "no lease held")
+	require.Zero(t, claims(t, h), "no claim left")
 	require.Zero(t, count(t, h, "published_at IS NOT NULL OR retry_count > 0"))
 }
 
@@ -516,7 +562,7 @@ func testShutdownMarks(t *testing.T, h storetest.Harness, b Broker) {
 	cfg.ShutdownTimeout = 30 * time.Second // room for a real broker's first publish on a loaded machine
 	_, stop := Start(t, h.Store, pub, cfg)
 	commit(t, h, nil, b.event("k", 0), b.event("k", 1))
-	Eventually(t, 5*time.Second, "batch in flight", func() bool { return count(t, h, "lease_token IS NOT NULL") > 0 })
+	Eventually(t, 5*time.Second, "batch in flight", func() bool { return claims(t, h) > 0 })
 	var wg sync.WaitGroup
 	wg.Go(stop)
 	time.Sleep(50 * time.Millisecond)

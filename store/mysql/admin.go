@@ -176,7 +176,7 @@ func (s *Store) RetryParked(ctx context.Context, p store.RetryParams) (int, erro
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, inList(`UPDATE `+s.table+` SET parked_at = NULL, retry_count = 0,
-	next_attempt_at = NULL, lease_owner = NULL, lease_token = NULL, lease_until = NULL WHERE id IN ({ids})`, len(ids)), ids...); err != nil {
+	next_attempt_at = NULL WHERE id IN ({ids})`, len(ids)), ids...); err != nil {
 			return err
 		}
 		var audit []any

@@ -9,13 +9,8 @@ import (
 	"github.com/outboxkit/outbox/store"
 )
 
-// ClaimSQL and ClaimPastHeldSQL expose the claim's statements, and ClaimArgs
-// and ClaimPastHeldArgs their arguments for a limit, so that tests can run
-// them in a transaction of their own.
-func ClaimSQL(s *Store) string          { return s.sql.claim }
-func ClaimPastHeldSQL(s *Store) string  { return s.sql.claimPastHeld }
-func ClaimArgs(limit int) []any         { return claimArgs(limit) }
-func ClaimPastHeldArgs(limit int) []any { return claimPastHeldArgs(limit) }
+// WindowSQL is the claim's window statement, for the plan tests.
+func WindowSQL(s *Store) string { return s.sql.window }
 
 // ClaimWindow is the claim window's size in limits.
 const ClaimWindow = claimWindow

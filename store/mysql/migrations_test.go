@@ -23,7 +23,7 @@ func mysqlTable(t *testing.T) (*sql.DB, string, context.Context) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(func() {
 		cancel()
-		_, _ = db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+table)
+		_, _ = db.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+table+", "+migrations.ClaimsTable(table))
 		_, _ = db.ExecContext(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = ?", table)
 	})
 	return db, table, ctx
@@ -62,10 +62,14 @@ func hasColumn(t *testing.T, ctx context.Context, db *sql.DB, table, column stri
 
 func requireRelaySchema(t *testing.T, ctx context.Context, db *sql.DB, table string) {
 	t.Helper()
-	require.Equal(t, []int{1, 2, 3}, applied(t, ctx, db, table))
-	for _, c := range []string{"seq", "topic", "headers", "next_attempt_at", "lease_owner", "lease_token", "lease_until", "parked_at", "held"} {
+	require.Equal(t, []int{1, 2, 3, 4}, applied(t, ctx, db, table))
+	for _, c := range []string{"seq", "topic", "headers", "next_attempt_at", "parked_at", "held"} {
 		require.True(t, hasColumn(t, ctx, db, table, c), "column %s", c)
 	}
+	for _, c := range []string{"lease_owner", "lease_token", "lease_until"} {
+		require.False(t, hasColumn(t, ctx, db, table, c), "column %s, which migration 4 drops", c)
+	}
+	require.True(t, hasColumn(t, ctx, db, migrations.ClaimsTable(table), "event_ids"))
 	require.Equal(t, "published_at,parked_at,seq", indexColumns(t, ctx, db, table, "ix_"+table+"_unpublished"))
 	require.Equal(t, "published_at,event_key,held,seq", indexColumns(t, ctx, db, table, "ix_"+table+"_held"))
 	require.Equal(t, "aggregate_type,aggregate_id", indexColumns(t, ctx, db, table, "ix_"+table+"_aggregate"))
@@ -86,7 +90,7 @@ func TestMySQLStepsRerun(t *testing.T) {
 	t.Parallel()
 	db, table, ctx := mysqlTable(t)
 	ms := mustMigrations(t)
-	require.Len(t, ms, 3)
+	require.Len(t, ms, 4)
 	// The guards keep session state (a user variable, a prepared
 	// statement), so the statements run on one connection, as Up runs them.
 	conn, err := db.Conn(ctx)
@@ -105,8 +109,11 @@ func TestMySQLStepsRerun(t *testing.T) {
 	run(ms[0], true)
 	run(ms[1], true)
 	run(ms[2], true)
+	run(ms[3], true)
 	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
 	requireRelaySchema(t, ctx, db, table)
+	run(ms[3], false)
+	require.True(t, hasColumn(t, ctx, db, table, "lease_token"))
 	run(ms[1], false)
 	require.False(t, hasColumn(t, ctx, db, table, "seq"))
 }
@@ -118,6 +125,10 @@ func TestMySQLDownThenUp(t *testing.T) {
 	db, table, ctx := mysqlTable(t)
 	require.NoError(t, migrations.Up(ctx, db, migrations.MySQL, table))
 
+	require.NoError(t, migrations.Down(ctx, db, migrations.MySQL, table)) // 4: the claims table, back to leases
+	require.Equal(t, []int{1, 2, 3}, applied(t, ctx, db, table))
+	require.True(t, hasColumn(t, ctx, db, table, "lease_token"))
+	require.False(t, hasColumn(t, ctx, db, migrations.ClaimsTable(table), "token"))
 	require.NoError(t, migrations.Down(ctx, db, migrations.MySQL, table)) // 3: this table's audit records
 	require.Equal(t, []int{1, 2}, applied(t, ctx, db, table))
 	require.NoError(t, migrations.Down(ctx, db, migrations.MySQL, table))
@@ -175,7 +186,7 @@ func TestMySQLConcurrentUp(t *testing.T) {
 	requireRelaySchema(t, ctx, db, table)
 	var n int
 	require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox_migrations WHERE table_name = ?", table).Scan(&n))
-	require.Equal(t, 3, n, "each version recorded once")
+	require.Equal(t, 4, n, "each version recorded once")
 }
 
 // Migration 2 numbers the rows already in the table in write order, by

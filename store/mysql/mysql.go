@@ -21,17 +21,17 @@
 // COMMITTED, set per transaction, where InnoDB takes no gap locks, and those
 // given the IDs of their rows find them by primary key: at MySQL's default
 // REPEATABLE READ their locking reads took next-key locks, which made
-// business transactions that insert events wait, and deadlock with them. At READ COMMITTED each statement of the claim also
-// reads a fresh snapshot, which the check of key order below needs. A claim
-// reads a bounded window of pending rows without locking and locks the rows
-// it looks at by primary key. Claims are serialized between relays with GET_LOCK on the
+// business transactions that insert events wait, and deadlock with them.
+//
+// A claim writes one row into the table's claims table (migration 4) and
+// locks no event: it reads the claims, then a bounded window of pending rows
+// in one consistent, non-locking read, drops the rows whose key a live claim
+// holds, reads the rows it takes by primary key and records its claim
+// (docs/claim.md). Claims are serialized between relays with GET_LOCK on the
 // claim's connection, taken before the transaction starts and released after
-// it commits, so every claimer sees the leases of the one before: that is
-// what keeps per-key order with several relays. MariaDB has no UPDATE ...
-// RETURNING, so a claim selects its rows FOR UPDATE SKIP LOCKED, drops those
-// that would overtake an earlier row of their key that the select skipped
-// (InnoDB's locking reads see rows committed after the statement's snapshot;
-// see statements.go), leases the rest with one UPDATE and commits.
+// it commits, so every claimer sees the claims of the one before: that is
+// what keeps per-key order with several relays. Marking, failing and
+// releasing lock the claim's row and settle only the events it still holds.
 package mysql
 
 import (
@@ -71,8 +71,11 @@ type Store struct {
 	wake     wakeup.Broadcaster
 }
 
-var _ store.Store = (*Store)(nil)
-var _ store.Waker = (*Store)(nil)
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Deleter = (*Store)(nil)
+	_ store.Waker   = (*Store)(nil)
+)
 
 // New returns a store over db, which must use the go-sql-driver/mysql
 // driver. The caller keeps ownership of db.

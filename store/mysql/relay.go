@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -76,8 +75,11 @@ func (s *Store) unlock(ctx context.Context, conn *sql.Conn) {
 	}
 }
 
-// claim selects and leases the events in one transaction at READ COMMITTED
-// on conn, which holds the claim lock.
+// claim reads the claims and the window and records its claim, in one
+// transaction at READ COMMITTED on conn, which holds the claim lock. Every
+// claim before it committed before it took the lock, so it sees them all;
+// settles may end claims meanwhile, which only frees what this claim leaves
+// alone until its next run.
 func (s *Store) claim(ctx context.Context, conn *sql.Conn, p store.ClaimParams, token uuid.UUID) (store.Claim, error) {
 	c := store.Claim{Token: token}
 	tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
@@ -85,36 +87,40 @@ func (s *Store) claim(ctx context.Context, conn *sql.Conn, p store.ClaimParams, 
 		return c, fmt.Errorf("claim: begin: %w", err)
 	}
 	defer tx.Rollback()
-	// The first statement looks for the rows in a window of pending rows
-	// read from the index alone. When it reaches the end of a full window
-	// without finding the limit, rows held back by a backoff or a parked row
-	// may fill the window, and the second statement looks past them (see
-	// statements.go). The second's result replaces the first's, which it
-	// contains unless earlier rows changed in between; a row that the first
-	// locked and the second did not take stays locked, not leased, until
-	// the transaction ends.
-	var past bool
-	if c.Records, c.Now, past, err = s.selectClaim(ctx, tx, s.sql.claim, claimArgs(p.Limit)); err != nil {
+	held, err := s.readClaims(ctx, tx)
+	if err != nil {
 		return c, err
 	}
-	if past {
-		if c.Records, c.Now, _, err = s.selectClaim(ctx, tx, s.sql.claimPastHeld, claimPastHeldArgs(p.Limit)); err != nil {
+	if len(held.ended) > 0 {
+		// Lock the ended claims first: a settle of theirs in flight
+		// finishes before the window is read, and one that comes later
+		// waits for this claim and then finds what it took over gone.
+		if held.ended, err = s.lockEnded(ctx, tx, held.ended); err != nil {
 			return c, err
 		}
 	}
-	if c.Records, err = s.inKeyOrder(ctx, tx, c.Records); err != nil {
+	var keyed map[uuid.UUID]bool
+	if c.Records, keyed, c.Now, err = s.window(ctx, tx, p.Limit, held); err != nil || len(c.Records) == 0 {
+		return c, err
+	}
+	ids, keys := make([]string, len(c.Records)), []string{}
+	seen := map[string]bool{}
+	for i := range c.Records {
+		r := &c.Records[i]
+		ids[i] = r.ID.String()
+		_, r.Reclaimed = held.endedBy[ids[i]]
+		if keyed[r.ID] && !seen[r.Key] {
+			seen[r.Key] = true
+			keys = append(keys, r.Key)
+		}
+	}
+	if err := s.giveUp(ctx, tx, held, ids); err != nil {
 		return store.Claim{Token: token}, err
 	}
-	if len(c.Records) == 0 {
-		// Nothing to lease; the deferred rollback ends the transaction.
-		return c, nil
-	}
-	args := []any{p.Owner, token.String(), p.Lease.Microseconds()}
-	for _, r := range c.Records {
-		args = append(args, r.ID.String())
-	}
-	if _, err := tx.ExecContext(ctx, inList(s.sql.lease, len(c.Records)), args...); err != nil {
-		return store.Claim{Token: token}, fmt.Errorf("claim: lease: %w", err)
+	idsJSON, _ := json.Marshal(ids)
+	keysJSON, _ := json.Marshal(keys)
+	if _, err := tx.ExecContext(ctx, s.sql.insertClaim, token.String(), p.Owner, p.Lease.Microseconds(), idsJSON, keysJSON); err != nil {
+		return store.Claim{Token: token}, fmt.Errorf("claim: record: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return store.Claim{Token: token}, fmt.Errorf("claim: commit: %w", err)
@@ -122,135 +128,287 @@ func (s *Store) claim(ctx context.Context, conn *sql.Conn, p store.ClaimParams, 
 	return c, nil
 }
 
-// selectClaim runs one of the claim statements and returns its rows, the
-// database clock (zero when there are no rows), and whether it returned the
-// sentinel of a full window (see statements.claim).
-func (s *Store) selectClaim(ctx context.Context, tx *sql.Tx, query string, args []any) (recs []store.Record, now time.Time, sentinel bool, err error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
+// claims is what the claims on a table hold: live ones their keys and
+// unkeyed events; ended ones their events, by token.
+type claims struct {
+	liveKeys, liveIDs map[string]bool
+	ended             map[string][]string
+	endedBy           map[string]string // event ID → token of the ended claim
+}
+
+func (s *Store) readClaims(ctx context.Context, tx *sql.Tx) (claims, error) {
+	h := claims{liveKeys: map[string]bool{}, liveIDs: map[string]bool{}, ended: map[string][]string{}, endedBy: map[string]string{}}
+	rows, err := tx.QueryContext(ctx, s.sql.claims)
 	if err != nil {
-		return nil, now, false, fmt.Errorf("claim: %w", err)
+		return h, fmt.Errorf("claim: read claims: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		// The columns of c are NULL in the sentinel.
-		var r store.Record
-		var id, eventType, aggregateType, aggregateID sql.NullString
-		var seq, attempts, created sql.NullInt64
-		var headers []byte
-		var micros int64
-		if err := rows.Scan(&id, &seq, &r.Topic, &r.Key, &eventType, &aggregateType, &aggregateID,
-			&r.Payload, &headers, &attempts, &created, &r.Reclaimed, &micros); err != nil {
-			return nil, now, false, fmt.Errorf("claim: scan: %w", err)
+		var token string
+		var live bool
+		var idsJSON, keysJSON []byte
+		if err := rows.Scan(&token, &live, &idsJSON, &keysJSON); err != nil {
+			return h, fmt.Errorf("claim: read claims: %w", err)
 		}
-		if !id.Valid {
-			sentinel = true
+		var ids, keys []string
+		if err := json.Unmarshal(idsJSON, &ids); err != nil {
+			return h, fmt.Errorf("claim: claim %s: %w", token, err)
+		}
+		if !live {
+			h.ended[token] = ids
 			continue
 		}
-		if r.ID, err = uuid.Parse(id.String); err != nil {
-			return nil, now, false, fmt.Errorf("claim: event id %q: %w", id.String, err)
+		if err := json.Unmarshal(keysJSON, &keys); err != nil {
+			return h, fmt.Errorf("claim: claim %s: %w", token, err)
+		}
+		for _, k := range keys {
+			h.liveKeys[k] = true
+		}
+		for _, id := range ids {
+			h.liveIDs[id] = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return h, fmt.Errorf("claim: read claims: %w", err)
+	}
+	return h, nil
+}
+
+// lockEnded locks the ended claims and returns what they hold now.
+func (s *Store) lockEnded(ctx context.Context, tx *sql.Tx, ended map[string][]string) (map[string][]string, error) {
+	var tokens []any
+	for token := range ended {
+		tokens = append(tokens, token)
+	}
+	rows, err := tx.QueryContext(ctx, inList(s.sql.lockClaims, len(tokens)), tokens...)
+	if err != nil {
+		return nil, fmt.Errorf("claim: lock ended claims: %w", err)
+	}
+	defer rows.Close()
+	now := map[string][]string{}
+	for rows.Next() {
+		var token string
+		var idsJSON []byte
+		if err := rows.Scan(&token, &idsJSON); err != nil {
+			return nil, fmt.Errorf("claim: lock ended claims: %w", err)
+		}
+		var ids []string
+		if err := json.Unmarshal(idsJSON, &ids); err != nil {
+			return nil, fmt.Errorf("claim: claim %s: %w", token, err)
+		}
+		now[token] = ids
+	}
+	return now, rows.Err()
+}
+
+// window returns the events to take, in seq order: the window's rows
+// without those of live claims, at most limit; which of them have a key; and
+// the database clock.
+func (s *Store) window(ctx context.Context, tx *sql.Tx, limit int, h claims) (recs []store.Record, keyed map[uuid.UUID]bool, now time.Time, err error) {
+	for token, ids := range h.ended {
+		for _, id := range ids {
+			h.endedBy[id] = token
+		}
+	}
+	// The window holds the rows of live claims too, those of this relay's
+	// previous batch first: it reads past them, up to claimWindow×limit.
+	rows, err := tx.QueryContext(ctx, s.sql.window, min(claimWindow*limit, limit+len(h.liveIDs)))
+	if err != nil {
+		return nil, nil, now, fmt.Errorf("claim: %w", err)
+	}
+	defer rows.Close()
+	keyed = map[uuid.UUID]bool{}
+	for rows.Next() && len(recs) < limit {
+		var r store.Record
+		var id string
+		var headers []byte
+		var created, micros int64
+		var noKey bool
+		if err := rows.Scan(&id, &r.Seq, &r.Topic, &r.Key, &r.EventType, &r.AggregateType, &r.AggregateID,
+			&r.Payload, &headers, &r.Attempts, &created, &micros, &noKey); err != nil {
+			return nil, nil, now, fmt.Errorf("claim: scan: %w", err)
+		}
+		if r.ID, err = uuid.Parse(id); err != nil {
+			return nil, nil, now, fmt.Errorf("claim: event id %q: %w", id, err)
+		}
+		if !noKey && h.liveKeys[r.Key] || noKey && h.liveIDs[r.ID.String()] {
+			continue
 		}
 		if err := json.Unmarshal(headers, &r.Headers); err != nil {
-			return nil, now, false, fmt.Errorf("claim: headers of %s: %w", id.String, err)
+			return nil, nil, now, fmt.Errorf("claim: headers of %s: %w", id, err)
 		}
-		r.Seq, r.Attempts = seq.Int64, int(attempts.Int64)
-		r.EventType, r.AggregateType, r.AggregateID = eventType.String, aggregateType.String, aggregateID.String
-		r.CreatedAt, now = time.UnixMicro(created.Int64), time.UnixMicro(micros)
+		r.CreatedAt, now = time.UnixMicro(created), time.UnixMicro(micros)
+		keyed[r.ID] = !noKey
 		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, now, false, fmt.Errorf("claim: %w", err)
+		return nil, nil, now, fmt.Errorf("claim: %w", err)
 	}
-	return recs, now, sentinel, nil
+	return recs, keyed, now, nil
 }
 
-// inKeyOrder returns recs without the rows that an earlier pending row of
-// their key, not among recs, must precede (see statements.overtaking).
-func (s *Store) inKeyOrder(ctx context.Context, tx *sql.Tx, recs []store.Record) ([]store.Record, error) {
-	var keys, ids []any
-	seen := map[string]bool{}
-	var last int64
-	for _, r := range recs {
-		if r.Key != "" && !seen[r.Key] {
-			seen[r.Key] = true
-			keys = append(keys, r.Key)
+// giveUp takes the events of ids out of the ended claims that held them,
+// and ends for good the ended claims that hold no pending event any more.
+func (s *Store) giveUp(ctx context.Context, tx *sql.Tx, h claims, ids []string) error {
+	taken := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		taken[id] = true
+	}
+	for token, held := range h.ended {
+		var rest []any
+		for _, id := range held {
+			if !taken[id] {
+				rest = append(rest, id)
+			}
 		}
-		ids = append(ids, r.ID.String())
-		last = max(last, r.Seq)
-	}
-	if len(keys) == 0 {
-		return recs, nil
-	}
-	q := strings.NewReplacer("{keys}", placeholders("?", len(keys)), "{ids}", placeholders("?", len(ids))).Replace(s.sql.overtaking)
-	args := append(append(keys, last), ids...)
-	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("claim: key order: %w", err)
-	}
-	defer rows.Close()
-	first := map[string]int64{}
-	for rows.Next() {
-		var key string
-		var seq int64
-		if err := rows.Scan(&key, &seq); err != nil {
-			return nil, fmt.Errorf("claim: key order: %w", err)
+		left := 0
+		if len(rest) > 0 {
+			if err := tx.QueryRowContext(ctx, inList(s.sql.pendingOf, len(rest)), rest...).Scan(&left); err != nil {
+				return fmt.Errorf("claim: ended claim %s: %w", token, err)
+			}
 		}
-		first[key] = seq
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("claim: key order: %w", err)
-	}
-	if len(first) == 0 {
-		return recs, nil
-	}
-	kept := recs[:0]
-	for _, r := range recs {
-		if seq, ok := first[r.Key]; ok && r.Seq > seq {
-			continue
+		var err error
+		switch {
+		case left == 0:
+			_, err = tx.ExecContext(ctx, s.sql.deleteClaim, token)
+		case len(rest) < len(held):
+			var restJSON []byte
+			restJSON, err = json.Marshal(rest)
+			if err == nil {
+				_, err = tx.ExecContext(ctx, s.sql.updateClaim, restJSON, token)
+			}
 		}
-		kept = append(kept, r)
+		if err != nil {
+			return fmt.Errorf("claim: ended claim %s: %w", token, err)
+		}
 	}
-	return kept, nil
+	return nil
 }
 
 // MarkPublished implements [store.Store].
 func (s *Store) MarkPublished(ctx context.Context, token uuid.UUID, ids []uuid.UUID) (int, error) {
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	n, err := s.exec(ctx, inList(s.sql.mark, len(ids)), idArgs(token.String(), ids)...)
+	n, err := s.settle(ctx, token, ids, func(tx *sql.Tx, mine []any) (int64, error) {
+		return execCount(ctx, tx, inList(s.sql.mark, len(mine)), mine...)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("mark published: %w", err)
 	}
-	return int(n), nil
+	return n, nil
+}
+
+// DeletePublishedNow implements [store.Deleter].
+func (s *Store) DeletePublishedNow(ctx context.Context, token uuid.UUID, ids []uuid.UUID) (int, error) {
+	n, err := s.settle(ctx, token, ids, func(tx *sql.Tx, mine []any) (int64, error) {
+		return execCount(ctx, tx, inList(s.sql.markDelete, len(mine)), mine...)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete published: %w", err)
+	}
+	return n, nil
 }
 
 // Fail implements [store.Store].
 func (s *Store) Fail(ctx context.Context, token uuid.UUID, failures []store.Failure) error {
-	if len(failures) == 0 {
-		return nil
+	ids := make([]uuid.UUID, len(failures))
+	for i, f := range failures {
+		ids[i] = f.ID
 	}
-	args := make([]any, 0, 4*len(failures)+1)
-	for _, f := range failures {
-		args = append(args, f.ID.String(), store.TruncateError(f.Err), f.Delay.Microseconds(), f.Park)
-	}
-	args = append(args, token.String())
-	if _, err := s.exec(ctx, failRows(s.sql.fail, len(failures)), args...); err != nil {
+	_, err := s.settle(ctx, token, ids, func(tx *sql.Tx, mine []any) (int64, error) {
+		held := make(map[any]bool, len(mine))
+		for _, id := range mine {
+			held[id] = true
+		}
+		args := make([]any, 0, 4*len(mine))
+		for _, f := range failures {
+			if held[f.ID.String()] {
+				args = append(args, f.ID.String(), store.TruncateError(f.Err), f.Delay.Microseconds(), f.Park)
+			}
+		}
+		return execCount(ctx, tx, failRows(s.sql.fail, len(args)/4), args...)
+	})
+	if err != nil {
 		return fmt.Errorf("record failure: %w", err)
 	}
 	return nil
 }
 
-// Release implements [store.Store].
+// Release implements [store.Store]. Without a delay it changes no event.
 func (s *Store) Release(ctx context.Context, token uuid.UUID, ids []uuid.UUID, delay time.Duration) error {
-	if len(ids) == 0 {
-		return nil
+	var change func(*sql.Tx, []any) (int64, error)
+	if delay > 0 {
+		change = func(tx *sql.Tx, mine []any) (int64, error) {
+			return execCount(ctx, tx, inList(s.sql.release, len(mine)), append([]any{delay.Microseconds()}, mine...)...)
+		}
 	}
-	us := delay.Microseconds()
-	args := append([]any{us, us}, idArgs(token.String(), ids)...)
-	if _, err := s.exec(ctx, inList(s.sql.release, len(ids)), args...); err != nil {
+	if _, err := s.settle(ctx, token, ids, change); err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
 	return nil
+}
+
+// settle settles events of a claim in one transaction: it locks the claim's
+// row, lets change act on the events of ids that the claim still holds
+// (those of an ended claim that another claim took over are not the
+// caller's any more), and makes the row forget ids, or deletes it once it
+// holds no event. It returns what change returned.
+func (s *Store) settle(ctx context.Context, token uuid.UUID, ids []uuid.UUID, change func(tx *sql.Tx, mine []any) (int64, error)) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var heldJSON []byte
+		err := tx.QueryRowContext(ctx, s.sql.lockClaim, token.String()).Scan(&heldJSON)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var held []string
+		if err := json.Unmarshal(heldJSON, &held); err != nil {
+			return fmt.Errorf("claim %s: %w", token, err)
+		}
+		settled := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			settled[id.String()] = true
+		}
+		var mine []any
+		rest := make([]string, 0, len(held))
+		for _, id := range held {
+			if settled[id] {
+				mine = append(mine, id)
+			} else {
+				rest = append(rest, id)
+			}
+		}
+		if len(mine) > 0 && change != nil {
+			if n, err = change(tx, mine); err != nil {
+				return err
+			}
+		}
+		if len(rest) == 0 {
+			_, err = tx.ExecContext(ctx, s.sql.deleteClaim, token.String())
+			return err
+		}
+		restJSON, err := json.Marshal(rest)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.sql.updateClaim, restJSON, token.String())
+		return err
+	})
+	return int(n), err
+}
+
+// execCount runs a statement in tx and returns the number of rows it
+// changed.
+func execCount(ctx context.Context, tx *sql.Tx, query string, args ...any) (int64, error) {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // DeletePublished implements [store.Store]. It reads the IDs of the chunk
@@ -287,21 +445,6 @@ func (s *Store) DeletePublished(ctx context.Context, olderThan time.Duration, li
 		return 0, fmt.Errorf("delete published: %w", err)
 	}
 	return int(n), nil
-}
-
-// exec runs one statement in a transaction of its own (see inTx) and
-// returns the number of rows it changed.
-func (s *Store) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	var n int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	return n, err
 }
 
 // inTx runs fn in a transaction at READ COMMITTED. Every statement of the

@@ -146,8 +146,7 @@ func (s *Store) RetryParked(ctx context.Context, p store.RetryParams) (int, erro
 			key = &p.Key
 		}
 		tag, err := tx.Exec(ctx, strings.ReplaceAll(`WITH r AS (
-	UPDATE {t} SET parked_at = NULL, retry_count = 0, next_attempt_at = NULL,
-		lease_owner = NULL, lease_token = NULL, lease_until = NULL
+	UPDATE {t} SET parked_at = NULL, retry_count = 0, next_attempt_at = NULL
 	WHERE id IN (
 		SELECT id FROM {t}
 		WHERE published_at IS NULL AND parked_at IS NOT NULL

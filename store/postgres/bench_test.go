@@ -21,9 +21,28 @@ import (
 // each followed by its mark, one after the other. It reports the cost of each
 // statement per event; docs/BENCHMARKS.md explains why they bound the drain.
 // -benchtime 100x drains one 50,000-event backlog; more iterations refill it
-// and measure an ever larger table (no janitor runs).
+// and measure an ever larger table (no janitor runs). The delete variant
+// settles by deleting the events (publish-and-delete).
 func BenchmarkClaimMark(b *testing.B) {
-	st := testenv.PostgresStore(b, postgres.Config{})
+	for _, mode := range []string{"mark", "delete"} {
+		b.Run(mode, func(b *testing.B) {
+			st := testenv.PostgresStore(b, postgres.Config{})
+			settle := st.MarkPublished
+			if mode == "delete" {
+				d, ok := any(st).(interface {
+					DeletePublishedNow(context.Context, uuid.UUID, []uuid.UUID) (int, error)
+				})
+				if !ok {
+					b.Skip("no publish-and-delete")
+				}
+				settle = d.DeletePublishedNow
+			}
+			claimMark(b, st, settle)
+		})
+	}
+}
+
+func claimMark(b *testing.B, st *postgres.Store, settle func(context.Context, uuid.UUID, []uuid.UUID) (int, error)) {
 	ctx := b.Context()
 	params := store.ClaimParams{Owner: "bench", Limit: 500, Lease: time.Minute}
 	refill := func() {
@@ -63,7 +82,7 @@ func BenchmarkClaimMark(b *testing.B) {
 		for i, r := range c.Records {
 			ids[i] = r.ID
 		}
-		if _, err := st.MarkPublished(ctx, c.Token, ids); err != nil {
+		if _, err := settle(ctx, c.Token, ids); err != nil {
 			b.Fatal(err)
 		}
 		claiming += t1.Sub(t0)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/outboxkit/outbox/internal/testenv"
+	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/store/postgres"
 )
 
@@ -31,9 +32,7 @@ func TestPlansUseIndexes(t *testing.T) {
 	_, err = pool.Exec(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, topic, event_data)
 		SELECT 'order', 'o-' || (g % 100), 'order.placed.v1', 'o-' || (g % 100), 'orders', '{"n":1}' FROM generate_series(1, 200) g`)
 	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `UPDATE `+table+` SET lease_token = gen_random_uuid(), lease_until = now() + interval '1 minute'
-		WHERE seq IN (SELECT seq FROM `+table+` WHERE published_at IS NULL ORDER BY seq LIMIT 5)`)
-	require.NoError(t, err)
+	claimRows(t, pool, table, `SELECT id, event_key FROM `+table+` WHERE published_at IS NULL ORDER BY seq LIMIT 5`)
 	_, err = pool.Exec(ctx, "ANALYZE "+table)
 	require.NoError(t, err)
 
@@ -45,9 +44,21 @@ func TestPlansUseIndexes(t *testing.T) {
 	t.Log("claim:\n" + claim)
 	require.Contains(t, claim, "ix_"+table+"_unpublished")
 	require.Contains(t, claim, "ix_"+table+"_held")
-	require.NotContains(t, claim, "Seq Scan")
+	require.Contains(t, claim, "hashed SubPlan", "live claims' keys are a hashed set")
+	require.NotContains(t, strings.ReplaceAll(claim, "Seq Scan on "+migrations.ClaimsTable(table), ""), "Seq Scan")
 	require.NotContains(t, claim, "Hash Join", "a hash join reads all pending rows")
 	require.NotContains(t, claim, "Merge Join")
+	require.NotContains(t, claim, "Materialize", "the events of ended claims are looked up by primary key")
+
+	// The mark updates its events by primary key.
+	var ids [][16]byte
+	require.NoError(t, pool.QueryRow(ctx, `SELECT array_agg(id) FROM (SELECT id FROM `+table+` WHERE published_at IS NULL LIMIT 100) x`).Scan(&ids))
+	mark := plan(postgres.MarkSQL(st), ids, [16]byte(uuid.New()))
+	t.Log("mark:\n" + mark)
+	require.Contains(t, mark, "on "+table+"_pkey")
+	require.Contains(t, mark, "Index Cond: (id = ANY")
+	require.Contains(t, mark, "HashSetOp Intersect")
+	require.NotContains(t, strings.ReplaceAll(mark, "Seq Scan on "+migrations.ClaimsTable(table), ""), "Seq Scan")
 
 	// The seed's lookup indexes cover settled rows: operators' lookups of
 	// published events by aggregate or type (replay, audit) use them.
@@ -79,9 +90,7 @@ func TestClaimWalkIsBounded(t *testing.T) {
 	_, err := pool.Exec(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, topic, event_data)
 		SELECT 'order', 'o-' || (g % 10), 'order.placed.v1', 'o-' || (g % 10), 'orders', '{"n":1}' FROM generate_series(1, $1) g`, backlog)
 	require.NoError(t, err)
-	_, err = pool.Exec(ctx, `UPDATE `+table+` SET lease_token = gen_random_uuid(), lease_until = now() + interval '1 minute'
-		WHERE seq IN (SELECT min(seq) FROM `+table+` GROUP BY event_key)`)
-	require.NoError(t, err)
+	claimRows(t, pool, table, `SELECT id, event_key FROM `+table+` WHERE seq IN (SELECT min(seq) FROM `+table+` GROUP BY event_key)`)
 	_, err = pool.Exec(ctx, "ANALYZE "+table)
 	require.NoError(t, err)
 
@@ -108,6 +117,15 @@ func TestClaimWalkIsBounded(t *testing.T) {
 	require.GreaterOrEqual(t, read, 0, "no scan of the pending index in the plan")
 	require.LessOrEqual(t, read, postgres.ClaimWindow*limit+10, "the claim read %d of %d held-back rows", read, backlog)
 	require.Contains(t, plan[0], "rows=0", "nothing is claimable")
+}
+
+// claimRows records a live claim of the events that query returns (id,
+// event_key), as a relay's claim would.
+func claimRows(t *testing.T, pool *pgxpool.Pool, table, query string) {
+	t.Helper()
+	_, err := pool.Exec(context.Background(), `INSERT INTO `+migrations.ClaimsTable(table)+` (token, owner, lease_until, event_ids, event_keys)
+		SELECT gen_random_uuid(), 'other', now() + interval '1 minute', array_agg(id), array_agg(DISTINCT event_key) FROM (`+query+`) q`)
+	require.NoError(t, err)
 }
 
 // explain runs an EXPLAIN in a transaction that is rolled back, after the

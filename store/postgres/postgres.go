@@ -6,15 +6,11 @@
 //
 // Claims are serialized between relays with a transaction-level advisory lock
 // taken in its own statement before the claim's snapshot, so every claimer
-// sees the leases of the one before: that is what keeps per-key order with
+// sees the claims of the one before: that is what keeps per-key order with
 // several relays. The claim, the lock and its commit travel in one round trip
-// (a pipelined batch in one implicit transaction).
-//
-// The claim skips rows that another transaction holds locked (FOR UPDATE SKIP
-// LOCKED), so that a relay never waits behind one. Only the outbox's own
-// statements should lock its rows: a business transaction that ran SELECT ...
-// FOR UPDATE on a pending event would let a later event of the same key be
-// claimed ahead of it.
+// (a pipelined batch in one implicit transaction). A claim writes one row
+// into the table's claims table (migration 4) and locks no event; the mark is
+// the only write per event (docs/claim.md).
 package postgres
 
 import (
@@ -60,8 +56,11 @@ type Store struct {
 	listener listener
 }
 
-var _ store.Store = (*Store)(nil)
-var _ store.Waker = (*Store)(nil)
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Deleter = (*Store)(nil)
+	_ store.Waker   = (*Store)(nil)
+)
 
 // New returns a store over pool. The caller keeps ownership of pool.
 func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {

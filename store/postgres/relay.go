@@ -1,10 +1,8 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -52,18 +50,25 @@ func (s *Store) Claim(ctx context.Context, p store.ClaimParams) (store.Claim, er
 	if err := br.Close(); err != nil {
 		return store.Claim{Token: c.Token}, fmt.Errorf("claim: %w", err)
 	}
-	// RETURNING does not keep the CTE's order.
-	sortBySeq(c.Records)
 	return c, nil
 }
 
 // MarkPublished implements [store.Store].
 func (s *Store) MarkPublished(ctx context.Context, token uuid.UUID, ids []uuid.UUID) (int, error) {
-	tag, err := s.pool.Exec(ctx, s.sql.mark, uuids(ids), [16]byte(token))
+	n, err := s.settle(ctx, s.sql.mark, uuids(ids), [16]byte(token))
 	if err != nil {
 		return 0, fmt.Errorf("mark published: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return n, nil
+}
+
+// DeletePublishedNow implements [store.Deleter].
+func (s *Store) DeletePublishedNow(ctx context.Context, token uuid.UUID, ids []uuid.UUID) (int, error) {
+	n, err := s.settle(ctx, s.sql.markDelete, uuids(ids), [16]byte(token))
+	if err != nil {
+		return 0, fmt.Errorf("delete published: %w", err)
+	}
+	return n, nil
 }
 
 // Fail implements [store.Store].
@@ -75,7 +80,7 @@ func (s *Store) Fail(ctx context.Context, token uuid.UUID, failures []store.Fail
 	for i, f := range failures {
 		ids[i], errs[i], delays[i], park[i] = f.ID, store.TruncateError(f.Err), f.Delay.Microseconds(), f.Park
 	}
-	if _, err := s.pool.Exec(ctx, s.sql.fail, ids, errs, delays, park, [16]byte(token)); err != nil {
+	if _, err := s.settle(ctx, s.sql.fail, ids, errs, delays, park, [16]byte(token)); err != nil {
 		return fmt.Errorf("record failure: %w", err)
 	}
 	return nil
@@ -83,10 +88,18 @@ func (s *Store) Fail(ctx context.Context, token uuid.UUID, failures []store.Fail
 
 // Release implements [store.Store].
 func (s *Store) Release(ctx context.Context, token uuid.UUID, ids []uuid.UUID, delay time.Duration) error {
-	if _, err := s.pool.Exec(ctx, s.sql.release, uuids(ids), [16]byte(token), delay.Microseconds()); err != nil {
+	if _, err := s.settle(ctx, s.sql.release, uuids(ids), [16]byte(token), delay.Microseconds()); err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
 	return nil
+}
+
+// settle runs one of the statements that settle events of a claim and
+// returns how many events it changed.
+func (s *Store) settle(ctx context.Context, query string, args ...any) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, query, args...).Scan(&n)
+	return n, err
 }
 
 // DeletePublished implements [store.Store].
@@ -115,8 +128,4 @@ func uuids(ids []uuid.UUID) [][16]byte {
 		out[i] = id
 	}
 	return out
-}
-
-func sortBySeq(rs []store.Record) {
-	slices.SortFunc(rs, func(a, b store.Record) int { return cmp.Compare(a.Seq, b.Seq) })
 }

@@ -3,13 +3,16 @@ package postgres
 import (
 	"strconv"
 	"strings"
+
+	"github.com/outboxkit/outbox/migrations"
 )
 
 // statements are the store's SQL with the table name filled in once.
 type statements struct {
 	insertOne, insertMany  string
 	claimLock, claim       string
-	mark, fail, release    string
+	mark, markDelete       string
+	fail, release          string
 	deletePublished, stats string
 }
 
@@ -21,11 +24,38 @@ const pending = `published_at IS NULL AND parked_at IS NULL`
 // claim statement).
 const claimWindow = 2
 
-// held matches ix_<table>_held: rows that may block later rows of their key.
-const held = `published_at IS NULL AND (lease_until IS NOT NULL OR next_attempt_at IS NOT NULL OR parked_at IS NOT NULL)`
+// held matches ix_<table>_held: rows that hold back later rows of their key.
+const held = `published_at IS NULL AND (next_attempt_at IS NOT NULL OR parked_at IS NOT NULL)`
+
+// settle is the frame of the statements that settle events of a claim
+// (mark, fail, release), fenced by the claim's token {token}: claim locks
+// the claim's row; mine is the part of {ids} that the claim still holds,
+// which {done} changes in the outbox; the claim's row forgets {ids}, and
+// goes once it holds no event. The statement returns how many rows {done}
+// changed. A claim that ended may have lost some of its events to a later
+// claim, which took them out of its row: they are not the caller's to
+// settle any more.
+const settle = `WITH claim AS (
+	SELECT event_ids FROM {c} WHERE token = {token} FOR UPDATE
+), mine AS (
+	SELECT ARRAY(SELECT unnest({ids}) INTERSECT SELECT unnest(event_ids) FROM claim) AS ids
+), rest AS (
+	SELECT ARRAY(SELECT unnest(event_ids) FROM claim EXCEPT SELECT unnest({ids})) AS ids
+), gone AS (
+	DELETE FROM {c} WHERE token = {token} AND cardinality((SELECT ids FROM rest)) = 0
+), kept AS (
+	UPDATE {c} SET event_ids = (SELECT ids FROM rest) WHERE token = {token} AND cardinality((SELECT ids FROM rest)) > 0
+), done AS (
+	{done}
+	RETURNING 1
+)
+SELECT count(*) FROM done`
 
 func newStatements(table string, notify bool) statements {
-	r := strings.NewReplacer("{t}", table, "{pending}", pending, "{held}", held)
+	r := strings.NewReplacer("{t}", table, "{c}", migrations.ClaimsTable(table), "{pending}", pending, "{held}", held)
+	settleWith := func(token, ids, done string) string {
+		return r.Replace(strings.NewReplacer("{token}", token, "{ids}", ids, "{done}", done).Replace(settle))
+	}
 	st := statements{
 		insertOne: r.Replace(`INSERT INTO {t} (id, topic, event_key, aggregate_type, aggregate_id, event_type, event_data, headers)
 VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7::json, $8::jsonb)`),
@@ -34,71 +64,90 @@ VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7::json, $8::jsonb)`),
 SELECT id, topic, NULLIF(event_key, ''), aggregate_type, aggregate_id, event_type, event_data::json, headers::jsonb
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
 	AS u(id, topic, event_key, aggregate_type, aggregate_id, event_type, event_data, headers)`),
-		// A row is claimable when pending, not leased, past its backoff, and no
-		// earlier row of its key is held (leased, backing off or parked). The
-		// NOT EXISTS probes repeat {held} so that the planner uses the small
-		// partial index of held rows.
+		// The claim reads the outbox and writes one row: its claim
+		// (docs/claim.md). A row is claimable when pending, past its
+		// backoff, no earlier row of its key is held (backing off or
+		// parked), and no live claim holds its key (or, for a row without
+		// a key, the row itself). The NOT EXISTS probe repeats {held} so
+		// that the planner uses the small partial index of held rows; the
+		// live claims' keys and IDs are hashed sets (NOT IN over a
+		// subquery), not arrays searched per row.
 		//
-		// The walk in seq order is bounded (P7): a key held by a lease holds
-		// back all its later rows, and with several relays (or a hot key
-		// settling) most of the backlog can be held that way; an unbounded
-		// walk then reads the whole backlog to find nothing, under the
-		// claim lock. So the window w takes the first claimWindow×limit rows
-		// that are not held back by a backoff or a parked row, and only then
-		// are the rows held back by a lease dropped. Leases end within
-		// their duration, so a window full of them delays the claim by at
-		// most a lease; backoffs and parked rows can last long, so the rows
-		// they hold back never fill the window and other keys flow. The
-		// join back to the table locks only the rows taken, and repeats the
-		// row's own conditions so that a row changed since the snapshot is
-		// checked again before it is leased. Joins by ctid are lookups of
-		// one row, and the claim runs with hash and merge joins off (see
-		// Claim): a join that scans the pending rows is never O(batch).
+		// The walk in seq order is bounded: the window w takes the first
+		// claimWindow×limit rows that are not held back by a backoff or a
+		// parked row, and only then are the rows of live claims' keys
+		// dropped. Claims end within their lease, so a window full of
+		// their rows delays the claim by at most a lease; backoffs and
+		// parked rows can last long, so the rows they hold back never fill
+		// the window and other keys flow.
+		//
+		// Claims whose lease ended give up the events taken here (which
+		// are Reclaimed: their relay may have published them), and go once
+		// they hold no pending event. The join back to the table by ctid
+		// reads the taken rows from the statement's snapshot; the claim
+		// runs with hash and merge joins off (see Claim), so that it is a
+		// lookup of each row, never a scan of the pending rows.
 		claimLock: `SELECT pg_advisory_xact_lock($1), set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`,
-		claim: r.Replace(`WITH cand AS (
-	SELECT c.ctid AS tid, c.lease_token AS old_token
-	FROM (
-		SELECT o.ctid AS tid, o.seq, o.event_key
-		FROM {t} o
-		WHERE o.published_at IS NULL AND o.parked_at IS NULL
-		  AND (o.lease_until IS NULL OR o.lease_until <= now())
-		  AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
-		  AND (o.event_key IS NULL OR NOT EXISTS (
-			SELECT 1 FROM {t} b
-			WHERE b.event_key = o.event_key AND b.seq < o.seq
-			  AND b.{held}
-			  AND (b.next_attempt_at > now() OR b.parked_at IS NOT NULL)))
-		ORDER BY o.seq
-		LIMIT ` + strconv.Itoa(claimWindow) + ` * $1
-	) w JOIN {t} c ON c.ctid = w.tid
-	WHERE c.published_at IS NULL AND c.parked_at IS NULL
-	  AND (c.lease_until IS NULL OR c.lease_until <= now())
-	  AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= now())
-	  AND (w.event_key IS NULL OR NOT EXISTS (
+		claim: r.Replace(`WITH live AS MATERIALIZED (
+	SELECT event_ids, event_keys FROM {c} WHERE lease_until > now()
+), ended AS MATERIALIZED (
+	SELECT token, event_ids FROM {c} WHERE lease_until <= now()
+), w AS (
+	SELECT o.ctid AS tid, o.id, o.seq, o.event_key
+	FROM {t} o
+	WHERE o.published_at IS NULL AND o.parked_at IS NULL
+	  AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
+	  AND (o.event_key IS NULL OR NOT EXISTS (
 		SELECT 1 FROM {t} b
-		WHERE b.event_key = w.event_key AND b.seq < w.seq
+		WHERE b.event_key = o.event_key AND b.seq < o.seq
 		  AND b.{held}
-		  AND b.lease_until > now()))
+		  AND (b.next_attempt_at > now() OR b.parked_at IS NOT NULL)))
+	ORDER BY o.seq
+	LIMIT ` + strconv.Itoa(claimWindow) + ` * $1
+), cand AS MATERIALIZED (
+	SELECT w.tid, w.id, w.seq, w.event_key FROM w
+	WHERE CASE WHEN w.event_key IS NULL
+		THEN w.id NOT IN (SELECT unnest(event_ids) FROM live)
+		ELSE w.event_key NOT IN (SELECT unnest(event_keys) FROM live) END
 	ORDER BY w.seq
 	LIMIT $1
-	FOR UPDATE OF c SKIP LOCKED
+), taken AS MATERIALIZED (
+	SELECT ARRAY(SELECT id FROM cand) AS ids
+), ending AS MATERIALIZED (
+	SELECT e.token, e.event_ids, EXISTS (
+		SELECT 1 FROM unnest(e.event_ids) AS i(id) JOIN {t} x ON x.id = i.id
+		WHERE i.id <> ALL((SELECT ids FROM taken)::uuid[]) AND x.{pending}) AS holds
+	FROM ended e
+), gone AS (
+	DELETE FROM {c} c USING ending e WHERE c.token = e.token AND NOT e.holds
+), kept AS (
+	UPDATE {c} c SET event_ids = ARRAY(SELECT unnest(c.event_ids) EXCEPT SELECT unnest((SELECT ids FROM taken)::uuid[]))
+	FROM ending e
+	WHERE c.token = e.token AND e.holds AND e.event_ids && (SELECT ids FROM taken)
+), ins AS (
+	INSERT INTO {c} (token, owner, lease_until, event_ids, event_keys)
+	SELECT $3, $2, now() + $4 * interval '1 microsecond', ids,
+		ARRAY(SELECT DISTINCT event_key FROM cand WHERE event_key IS NOT NULL)
+	FROM taken WHERE cardinality(ids) > 0
 )
-UPDATE {t} t SET lease_owner = $2, lease_token = $3, lease_until = now() + $4 * interval '1 microsecond'
-FROM cand WHERE t.ctid = cand.tid
-RETURNING t.id, t.seq, COALESCE(t.topic, t.event_data->>'topic', ''), COALESCE(t.event_key, ''),
+SELECT t.id, t.seq, COALESCE(t.topic, t.event_data->>'topic', ''), COALESCE(t.event_key, ''),
 	t.event_type, t.aggregate_type, t.aggregate_id, t.event_data, t.headers, t.retry_count, t.created_at,
-	cand.old_token IS NOT NULL, now()`),
-		mark: r.Replace(`UPDATE {t} SET published_at = now(), lease_owner = NULL, lease_token = NULL, lease_until = NULL
-WHERE id = ANY($1) AND lease_token = $2`),
-		fail: r.Replace(`UPDATE {t} t SET retry_count = t.retry_count + 1, last_error = f.err,
-	next_attempt_at = CASE WHEN f.park THEN t.next_attempt_at ELSE now() + f.delay_us * interval '1 microsecond' END,
-	parked_at = CASE WHEN f.park THEN now() END,
-	lease_owner = NULL, lease_token = NULL, lease_until = NULL
-FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bool[]) AS f(id, err, delay_us, park)
-WHERE t.id = f.id AND t.lease_token = $5`),
-		release: r.Replace(`UPDATE {t} SET lease_owner = NULL, lease_token = NULL, lease_until = NULL,
-	next_attempt_at = CASE WHEN $3::bigint > 0 THEN now() + $3 * interval '1 microsecond' ELSE next_attempt_at END
-WHERE id = ANY($1) AND lease_token = $2`),
+	t.id IN (SELECT unnest(event_ids) FROM ended), now()
+FROM cand JOIN {t} t ON t.ctid = cand.tid
+ORDER BY cand.seq`),
+		mark: settleWith("$2", "$1::uuid[]", `UPDATE {t} SET published_at = now()
+	WHERE id = ANY((SELECT ids FROM mine)::uuid[]) AND published_at IS NULL`),
+		markDelete: settleWith("$2", "$1::uuid[]", `DELETE FROM {t}
+	WHERE id = ANY((SELECT ids FROM mine)::uuid[]) AND published_at IS NULL`),
+		fail: settleWith("$5", "$1::uuid[]", `UPDATE {t} t SET retry_count = t.retry_count + 1, last_error = f.err,
+		next_attempt_at = CASE WHEN f.park THEN t.next_attempt_at ELSE now() + f.delay_us * interval '1 microsecond' END,
+		parked_at = CASE WHEN f.park THEN now() END
+	FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bool[]) AS f(id, err, delay_us, park)
+	WHERE t.id = f.id AND f.id = ANY((SELECT ids FROM mine)::uuid[]) AND t.published_at IS NULL`),
+		// A release without delay changes no event: the claim's row
+		// forgets them, and its keys hold them until the claim goes.
+		release: settleWith("$2", "$1::uuid[]", `UPDATE {t} SET next_attempt_at = now() + $3 * interval '1 microsecond'
+	WHERE $3::bigint > 0 AND id = ANY((SELECT ids FROM mine)::uuid[]) AND published_at IS NULL`),
 		// ARRAY(...) makes the chunk's rows primary-key lookups; with IN the
 		// planner may hash-join against a scan of the whole table.
 		deletePublished: r.Replace(`DELETE FROM {t} WHERE id = ANY(ARRAY(

@@ -32,6 +32,9 @@ type Harness struct {
 	// Count counts the rows that match where, a condition both dialects
 	// accept, such as "parked_at IS NOT NULL".
 	Count func(ctx context.Context, where string) (int64, error)
+	// Claims counts the table's claims that hold events, live or ended:
+	// the rows of migrations.ClaimsTable.
+	Claims func(ctx context.Context) (int64, error)
 	// Row returns retry_count and last_error of one event.
 	Row func(ctx context.Context, id uuid.UUID) (retryCount int, lastError string, err error)
 	// Lock locks the row of one event in a transaction of its own, as a

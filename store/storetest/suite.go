@@ -32,6 +32,11 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"PerKeyBlocking", testPerKeyBlocking},
 		{"PerKeyAcrossTopics", testPerKeyAcrossTopics},
 		{"LeaseExpiryAndFencing", testLeaseExpiry},
+		{"TakeoverFencesEverySettle", testTakeoverFencing},
+		{"PartialReclaimKeepsReclaimed", testPartialReclaim},
+		{"EndedClaimStillSettles", testEndedClaimSettles},
+		{"SettledClaimGoes", testSettledClaimGoes},
+		{"PublishAndDelete", testPublishAndDelete},
 		{"Backoff", testBackoff},
 		{"Parking", testParking},
 		{"DeepBlockedBacklog", testDeepBlockedBacklog},
@@ -341,6 +346,143 @@ func testLeaseExpiry(t *testing.T, h Harness) {
 	st, err := h.Store.Stats(ctx)
 	require.NoError(t, err)
 	require.Zero(t, st.Parked, "a fenced Fail parks nothing")
+}
+
+// After another claim took the events of an ended claim over, the ended
+// claim settles none of them: no mark, no failure, no release with a delay
+// (nor one without, which would let the key's later events pass), no delete.
+func testTakeoverFencing(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	a, b, c, d, e, later := ev("a"), ev("b"), ev("c"), ev("d"), ev("e"), ev("a")
+	write(t, h, a, b, c, d, e)
+	write(t, h, later)
+	first := claim(t, h, 5, 200*time.Millisecond)
+	require.Equal(t, []uuid.UUID{a.ID, b.ID, c.ID, d.ID, e.ID}, recIDs(first.Records))
+	time.Sleep(400 * time.Millisecond)
+	// The second claim takes four of the five: e stays with the first.
+	second := claim(t, h, 4, lease)
+	require.Equal(t, []uuid.UUID{a.ID, b.ID, c.ID, d.ID}, recIDs(second.Records))
+
+	n, err := h.Store.MarkPublished(ctx, first.Token, []uuid.UUID{a.ID})
+	require.NoError(t, err)
+	require.Zero(t, n, "a fenced mark marks nothing")
+	require.NoError(t, h.Store.Fail(ctx, first.Token, []store.Failure{{ID: b.ID, Err: "x", Park: true}}))
+	require.NoError(t, h.Store.Release(ctx, first.Token, []uuid.UUID{c.ID}, time.Hour))
+	if del, ok := h.Store.(store.Deleter); ok {
+		n, err := del.DeletePublishedNow(ctx, first.Token, []uuid.UUID{d.ID})
+		require.NoError(t, err)
+		require.Zero(t, n, "a fenced delete deletes nothing")
+	}
+	require.NoError(t, h.Store.Release(ctx, first.Token, []uuid.UUID{a.ID}, 0))
+	changed, err := h.Count(ctx, "retry_count > 0 OR next_attempt_at IS NOT NULL OR parked_at IS NOT NULL")
+	require.NoError(t, err)
+	require.Zero(t, changed, "the first claim changed none of the second's events")
+	third := claim(t, h, 10, lease)
+	require.Equal(t, []uuid.UUID{e.ID}, recIDs(third.Records), "the second claim still holds key a")
+	n, err = h.Store.MarkPublished(ctx, second.Token, recIDs(second.Records))
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+	n, err = h.Store.MarkPublished(ctx, third.Token, []uuid.UUID{e.ID})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, []uuid.UUID{later.ID}, claimAll(t, h))
+}
+
+// An ended claim's events keep their Reclaimed flag until every one of them
+// is claimed again, also when each later claim takes only some of them; an
+// event that no ended claim held is not flagged.
+func testPartialReclaim(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	a1, a2, b, c := ev("a"), ev("a"), ev("b"), ev("c")
+	write(t, h, a1, a2, b)
+	first := claim(t, h, 10, 200*time.Millisecond)
+	require.Len(t, first.Records, 3)
+	write(t, h, c)
+	time.Sleep(400 * time.Millisecond)
+	for _, want := range [][]uuid.UUID{{a1.ID}, {a2.ID}, {b.ID, c.ID}} {
+		next := claim(t, h, len(want), lease)
+		require.Equal(t, want, recIDs(next.Records))
+		for _, r := range next.Records {
+			require.Equal(t, r.ID != c.ID, r.Reclaimed, "event %d", r.Seq)
+		}
+		n, err := h.Store.MarkPublished(ctx, next.Token, recIDs(next.Records))
+		require.NoError(t, err)
+		require.Equal(t, len(want), n)
+	}
+	claims, err := h.Claims(ctx)
+	require.NoError(t, err)
+	require.Zero(t, claims, "the ended claim went once its events were taken over")
+}
+
+// A claim whose lease ended while nobody claimed its events again still
+// settles them, and goes.
+func testEndedClaimSettles(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	a, b := ev("a"), ev("b")
+	write(t, h, a, b)
+	c := claim(t, h, 10, 100*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	n, err := h.Store.MarkPublished(ctx, c.Token, []uuid.UUID{a.ID})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.NoError(t, h.Store.Fail(ctx, c.Token, []store.Failure{{ID: b.ID, Err: "boom", Delay: time.Hour}}))
+	retries, _, err := h.Row(ctx, b.ID)
+	require.NoError(t, err)
+	require.Equal(t, 1, retries)
+	claims, err := h.Claims(ctx)
+	require.NoError(t, err)
+	require.Zero(t, claims)
+}
+
+// A claim holds its keys until each of its events is settled, whichever way,
+// and then leaves nothing behind.
+func testSettledClaimGoes(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	a1, a2, b1, b2, c1, c2 := ev("a"), ev("a"), ev("b"), ev("b"), ev("c"), ev("c")
+	write(t, h, a1, b1, c1)
+	write(t, h, a2, b2, c2)
+	first := claim(t, h, 3, lease)
+	require.Equal(t, []uuid.UUID{a1.ID, b1.ID, c1.ID}, recIDs(first.Records))
+	claims := func() int64 {
+		n, err := h.Claims(ctx)
+		require.NoError(t, err)
+		return n
+	}
+	require.Equal(t, int64(1), claims())
+	n, err := h.Store.MarkPublished(ctx, first.Token, []uuid.UUID{a1.ID})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.NoError(t, h.Store.Release(ctx, first.Token, []uuid.UUID{b1.ID}, 0))
+	require.Empty(t, claim(t, h, 10, lease).Records, "the claim still holds a, b and c")
+	require.Equal(t, int64(1), claims())
+	require.NoError(t, h.Store.Fail(ctx, first.Token, []store.Failure{{ID: c1.ID, Err: "boom", Delay: time.Hour}}))
+	require.Zero(t, claims(), "settled: the claim is gone")
+	next := claim(t, h, 10, lease)
+	require.Equal(t, []uuid.UUID{b1.ID, a2.ID, b2.ID}, recIDs(next.Records), "c waits for c1's backoff")
+	require.False(t, next.Records[0].Reclaimed, "a released event is not a possible duplicate")
+}
+
+// Publish-and-delete: the events the broker accepted are deleted instead of
+// marked, fenced by the claim, and their keys flow on.
+func testPublishAndDelete(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	d, ok := h.Store.(store.Deleter)
+	require.True(t, ok, "the store implements store.Deleter")
+	a1, a2, b := ev("a"), ev("a"), ev("b")
+	write(t, h, a1, b)
+	write(t, h, a2)
+	c := claim(t, h, 2, lease)
+	require.Equal(t, []uuid.UUID{a1.ID, b.ID}, recIDs(c.Records))
+	n, err := d.DeletePublishedNow(ctx, c.Token, []uuid.UUID{a1.ID, b.ID})
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	n, err = d.DeletePublishedNow(ctx, c.Token, []uuid.UUID{a1.ID, b.ID})
+	require.NoError(t, err)
+	require.Zero(t, n, "settled once")
+	left, err := h.Count(ctx, "1 = 1")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), left)
+	require.Equal(t, []uuid.UUID{a2.ID}, claimAll(t, h))
 }
 
 func testBackoff(t *testing.T, h Harness) {
