@@ -29,6 +29,7 @@ require (
 	github.com/outboxkit/outbox/otel v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/store/mysql v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/store/postgres v0.0.0-00010101000000-000000000000
+	github.com/outboxkit/outbox/store/sqlite v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
 	github.com/stretchr/testify v1.12.1
 	github.com/twmb/franz-go v1.22.3
@@ -67,7 +68,6 @@ require (
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
-	github.com/outboxkit/outbox/store/sqlite v0.0.0-00010101000000-000000000000 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
