@@ -13,7 +13,7 @@ PKGS = $(shell scripts/modules.sh list | sed 's,$$,/...,')
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-demo: ## Run the demo: orders in database transactions -> relay -> Kafka -> a Watermill consumer (DB=postgres|mysql).
+demo: ## Run the demo: orders in database transactions -> relay -> Kafka -> a Watermill consumer (SQLite; DB=postgres|mysql).
 	@echo "building the demo (first run downloads and compiles dependencies, about a minute)..."
 	@$(GO) build -o .cache/bin/quickstart ./examples/quickstart
 	@.cache/bin/quickstart $(if $(DB),-db $(DB))

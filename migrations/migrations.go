@@ -35,7 +35,7 @@ import (
 	"text/template"
 )
 
-//go:embed postgres/*.sql mysql/*.sql
+//go:embed postgres/*.sql mysql/*.sql sqlite/*.sql
 var outboxFiles embed.FS
 
 // Files is a set of versioned migrations for one kind of table:
@@ -62,9 +62,10 @@ type Dialect string
 const (
 	PostgreSQL Dialect = "postgres"
 	MySQL      Dialect = "mysql"
+	SQLite     Dialect = "sqlite"
 )
 
-// Name returns "postgres" or "mysql".
+// Name returns "postgres", "mysql" or "sqlite".
 func (d Dialect) Name() string { return string(d) }
 
 // dialectSQL is what applying migrations needs to know of a dialect.
@@ -90,6 +91,22 @@ func (d Dialect) sql() (dialectSQL, error) {
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (table_name, version))`,
 			placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
+		}, nil
+	case SQLite:
+		// SQLite has no advisory lock: a step is one transaction, which
+		// takes the database's write lock (open the database with
+		// _txlock=immediate, as store/sqlite.Open does), and its statements
+		// can run again.
+		return dialectSQL{
+			lock:   "SELECT 1",
+			unlock: "SELECT 1",
+			versionTable: `CREATE TABLE IF NOT EXISTS outbox_migrations (
+    table_name TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    applied_at INTEGER NOT NULL DEFAULT (CAST(unixepoch('subsec') * 1000000 AS INTEGER)),
+    PRIMARY KEY (table_name, version))`,
+			placeholder: func(int) string { return "?" },
 		}, nil
 	case MySQL:
 		return dialectSQL{
@@ -382,11 +399,13 @@ func apply(ctx context.Context, conn *sql.Conn, dsql dialectSQL, table string, s
 var ErrNoDialect = errors.New("migrations: unknown dialect")
 
 // DialectFor returns the dialect for a driver or URL scheme name: "postgres",
-// "postgresql", "pgx" or "mysql".
+// "postgresql", "pgx", "mysql", "mariadb", "sqlite" or "sqlite3".
 func DialectFor(name string) (Dialect, error) {
 	switch name {
 	case "postgres", "postgresql", "pgx":
 		return PostgreSQL, nil
+	case "sqlite", "sqlite3":
+		return SQLite, nil
 	case "mysql", "mariadb":
 		return MySQL, nil
 	}

@@ -66,15 +66,19 @@ func checkOutboxTable(ctx context.Context, conn *sql.Conn, d Dialect, table stri
 func (d Dialect) columns(ctx context.Context, conn *sql.Conn, table string) (map[string]bool, error) {
 	schema, name := schemaArg(table), tableName(table)
 	q := `SELECT column_name FROM information_schema.columns WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?`
-	if d == PostgreSQL {
+	args := []any{schema, name}
+	switch d {
+	case SQLite:
+		q, args = `SELECT name FROM pragma_table_info(?)`, []any{name}
+	case PostgreSQL:
 		// Unquoted identifiers are folded to lower case.
 		q = `SELECT column_name FROM information_schema.columns WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2`
-		name = strings.ToLower(name)
+		args[1] = strings.ToLower(name)
 		if s, ok := schema.(string); ok {
-			schema = strings.ToLower(s)
+			args[0] = strings.ToLower(s)
 		}
 	}
-	rows, err := conn.QueryContext(ctx, q, schema, name)
+	rows, err := conn.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %s: columns: %w", table, err)
 	}

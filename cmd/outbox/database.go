@@ -25,6 +25,7 @@ import (
 	"github.com/outboxkit/outbox/store"
 	"github.com/outboxkit/outbox/store/mysql"
 	"github.com/outboxkit/outbox/store/postgres"
+	"github.com/outboxkit/outbox/store/sqlite"
 )
 
 // connectTimeout bounds connecting, so that a wrong host fails fast.
@@ -39,14 +40,14 @@ type dbOptions struct {
 
 func dbFlags(fs *flag.FlagSet) dbOptions {
 	return dbOptions{
-		dsn: fs.String("dsn", "", "database: postgres://user@host:5432/db or user:pass@tcp(host:3306)/db "+
+		dsn: fs.String("dsn", "", "database: postgres://user@host:5432/db, user:pass@tcp(host:3306)/db or sqlite:file.db "+
 			"(see 'outbox help') [$OUTBOX_DSN]"),
 		table: fs.String("table", migrations.DefaultTable, "outbox table, optionally schema-qualified [$OUTBOX_TABLE]"),
 	}
 }
 
-// adminStore is what the commands need of a store: both stores of this
-// module implement it.
+// adminStore is what the commands need of a store: every store of this
+// repository implements it.
 type adminStore interface {
 	store.Store
 	store.Admin
@@ -93,7 +94,18 @@ func (o dbOptions) open(ctx context.Context) (*database, error) {
 	defer cancel()
 	d := &database{dialect: dialect, table: *o.table}
 	var st store.Store
-	if dialect.Name() == migrations.PostgreSQL.Name() {
+	switch dialect {
+	case migrations.SQLite:
+		if d.sql, err = sqlite.Open(dsn); err != nil {
+			return nil, err
+		}
+		d.close = func() { d.sql.Close() }
+		d.pingPooled, d.pingNew = d.sql.PingContext, d.sql.PingContext
+		if st, err = sqlite.New(d.sql, sqlite.Config{Table: d.table}); err != nil {
+			d.close()
+			return nil, usageError(err.Error())
+		}
+	case migrations.PostgreSQL:
 		cfg, err := pgxpool.ParseConfig(dsn)
 		if err != nil {
 			return nil, usagef("--dsn: %v", err)
@@ -125,7 +137,7 @@ func (o dbOptions) open(ctx context.Context) (*database, error) {
 			d.close()
 			return nil, err
 		}
-	} else {
+	default:
 		cfg, err := gomysql.ParseDSN(dsn)
 		if err != nil {
 			return nil, usagef("--dsn: %v", err)
@@ -183,7 +195,7 @@ func (o dbOptions) openStore(ctx context.Context) (*database, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, err = d.sql.ExecContext(ctx, "SELECT seq, topic, headers, parked_at FROM "+d.table+" WHERE 1 = 0")
+	_, err = d.sql.ExecContext(ctx, "SELECT seq, topic, headers, next_attempt_at, parked_at FROM "+d.table+" WHERE 1 = 0")
 	if err == nil {
 		_, err = d.sql.ExecContext(ctx, "SELECT token FROM "+migrations.ClaimsTable(d.table)+" WHERE 1 = 0")
 		if err != nil {
@@ -196,9 +208,11 @@ func (o dbOptions) openStore(ctx context.Context) (*database, error) {
 		var pgErr *pgconn.PgError
 		var myErr *gomysql.MySQLError
 		switch {
-		case errors.As(err, &pgErr) && pgErr.Code == "42P01", errors.As(err, &myErr) && myErr.Number == 1146:
+		case errors.As(err, &pgErr) && pgErr.Code == "42P01", errors.As(err, &myErr) && myErr.Number == 1146,
+			strings.Contains(err.Error(), "no such table"):
 			return nil, fmt.Errorf("table %s does not exist; create it with 'outbox migrate up'", d.table)
-		case errors.As(err, &pgErr) && pgErr.Code == "42703", errors.As(err, &myErr) && myErr.Number == 1054:
+		case errors.As(err, &pgErr) && pgErr.Code == "42703", errors.As(err, &myErr) && myErr.Number == 1054,
+			strings.Contains(err.Error(), "no such column"):
 			return nil, fmt.Errorf("table %s lacks the relay's columns; add them with 'outbox migrate up'", d.table)
 		}
 		return nil, fmt.Errorf("table %s: %w", d.table, err)
@@ -212,6 +226,12 @@ func parseDSN(dsn string) (migrations.Dialect, string, error) {
 	switch {
 	case dsn == "":
 		return "", "", usagef("no database: set --dsn or $OUTBOX_DSN")
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
+		if path == "" {
+			return "", "", usagef("--dsn %q: want sqlite:path/to/file.db", dsn)
+		}
+		return migrations.SQLite, path, nil
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return migrations.PostgreSQL, dsn, nil
 	case strings.HasPrefix(dsn, "mysql://"):
@@ -227,8 +247,8 @@ func parseDSN(dsn string) (migrations.Dialect, string, error) {
 	if _, err := gomysql.ParseDSN(dsn); err == nil {
 		return migrations.MySQL, dsn, nil
 	}
-	return "", "", usagef("cannot tell the database from the DSN: want postgres://user@host:5432/db " +
-		"or user:pass@tcp(host:3306)/db (see 'outbox help')")
+	return "", "", usagef("cannot tell the database from the DSN: want postgres://user@host:5432/db, " +
+		"user:pass@tcp(host:3306)/db or sqlite:path/to/file.db (see 'outbox help')")
 }
 
 // mysqlURL turns mysql://user:pass@host:port/db?params into the driver's

@@ -25,7 +25,7 @@ func TestRelayWaitsForDependencies(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	brokers := testenv.Kafka(t)
-	dialects(t, func(t *testing.T, f *fixture) {
+	serverDialects(t, func(t *testing.T, f *fixture) {
 		topic := testenv.KafkaTopic(t, brokers, 1)
 		// Neither shared server can move to another port, so a proxy on a
 		// free port stands for each, unreachable until it starts. Kafka
@@ -79,7 +79,7 @@ func TestRelayHealthAfterKilledConnections(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	brokers := testenv.Kafka(t)
-	dialects(t, func(t *testing.T, f *fixture) {
+	serverDialects(t, func(t *testing.T, f *fixture) {
 		db := newProxy(t, f.serverAddr(t))
 		db.start(t)
 		// An idle relay keeps its pooled connections idle, so that the

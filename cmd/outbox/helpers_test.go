@@ -20,6 +20,7 @@ import (
 	"github.com/outboxkit/outbox/store"
 	"github.com/outboxkit/outbox/store/mysql"
 	"github.com/outboxkit/outbox/store/postgres"
+	"github.com/outboxkit/outbox/store/sqlite"
 )
 
 // childEnv makes the test binary run main instead of the tests: the relay
@@ -65,7 +66,16 @@ type fixture struct {
 
 // dialects runs fn as a parallel subtest per dialect.
 func dialects(t *testing.T, fn func(t *testing.T, f *fixture)) {
-	for _, name := range []string{"postgres", "mysql"} {
+	forDialects(t, []string{"postgres", "mysql", "sqlite"}, fn)
+}
+
+// serverDialects runs fn as a parallel subtest per database with a server.
+func serverDialects(t *testing.T, fn func(t *testing.T, f *fixture)) {
+	forDialects(t, []string{"postgres", "mysql"}, fn)
+}
+
+func forDialects(t *testing.T, names []string, fn func(t *testing.T, f *fixture)) {
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			fn(t, newFixture(t, name))
@@ -76,7 +86,19 @@ func dialects(t *testing.T, fn func(t *testing.T, f *fixture)) {
 func newFixture(t *testing.T, dialect string) *fixture {
 	t.Helper()
 	f := &fixture{dialect: dialect}
-	if dialect == "postgres" {
+	switch dialect {
+	case "sqlite":
+		st := testenv.SQLiteStore(t, sqlite.Config{})
+		f.db, f.table, f.st = st.DB(), st.Table(), st
+		f.dsn = "sqlite:" + sqliteFile(t, f.db)
+		f.add = func(t *testing.T, events ...outbox.Event) {
+			tx, err := f.db.BeginTx(t.Context(), nil)
+			require.NoError(t, err)
+			defer tx.Rollback()
+			require.NoError(t, st.AddTx(t.Context(), tx, events...))
+			require.NoError(t, tx.Commit())
+		}
+	case "postgres":
 		st := testenv.PostgresStore(t, postgres.Config{})
 		f.dsn, f.table, f.st = testenv.PostgresURL(), st.Table(), st
 		f.db = sqlDB(t, "pgx", f.dsn)
@@ -87,7 +109,7 @@ func newFixture(t *testing.T, dialect string) *fixture {
 			require.NoError(t, st.AddTx(t.Context(), tx, events...))
 			require.NoError(t, tx.Commit(t.Context()))
 		}
-	} else {
+	default:
 		db := testenv.MySQL(t)
 		f.dsn, f.table, f.db = testenv.MySQLDSN(), testenv.Table("outbox"), db
 		require.NoError(t, migrations.Up(t.Context(), db, migrations.MySQL, f.table))
@@ -118,6 +140,15 @@ func sqlDB(t *testing.T, driver, dsn string) *sql.DB {
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// sqliteFile returns the file of a SQLite database.
+func sqliteFile(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	var seq int
+	var name, file string
+	require.NoError(t, db.QueryRow("PRAGMA database_list").Scan(&seq, &name, &file))
+	return file
 }
 
 // sql turns PostgreSQL placeholders into MySQL's and fills in {t}.
@@ -152,8 +183,11 @@ func (f *fixture) cli(t *testing.T, args ...string) result {
 
 // ago is the SQL of "now minus hours" in the fixture's dialect.
 func (f *fixture) ago(hours int) string {
-	if f.dialect == "mysql" {
+	switch f.dialect {
+	case "mysql":
 		return fmt.Sprintf("NOW(6) - INTERVAL %d HOUR", hours)
+	case "sqlite":
+		return fmt.Sprintf("CAST(unixepoch('subsec') * 1000000 AS INTEGER) - %d", int64(hours)*3600_000_000)
 	}
 	return fmt.Sprintf("now() - interval '%d hours'", hours)
 }

@@ -24,6 +24,7 @@
 //	user:pass@tcp(host:3306)/db?params                  MySQL/MariaDB, a go-sql-driver/mysql DSN
 //	mysql://user:pass@tcp(host:3306)/db                 the same with the prefix (stripped)
 //	mysql://user:pass@host:3306/db?params               MySQL/MariaDB as a URL
+//	sqlite:path/to/file.db                              SQLite (created if missing; see store/sqlite.Open)
 //
 // MySQL connections always use interpolateParams=true and, unless the DSN
 // sets time_zone, a UTC session time zone (see package store/mysql).
@@ -242,6 +243,7 @@ Databases (--dsn, or $OUTBOX_DSN):
   user:pass@tcp(host:3306)/db                         MySQL/MariaDB (go-sql-driver/mysql DSN)
   mysql://user:pass@tcp(host:3306)/db                 the same; the mysql:// prefix is stripped
   mysql://user:pass@host:3306/db                      MySQL/MariaDB as a URL
+  sqlite:path/to/file.db                              SQLite (created if missing)
 
 Flags marked [$OUTBOX_...] may be set by that environment variable; the command line wins.
 'outbox --version' prints the module version and the VCS revision the binary was built from.

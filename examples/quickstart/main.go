@@ -4,14 +4,16 @@
 // them. It exits by itself with a summary, non-zero if a committed event was
 // lost or a rolled-back one was seen.
 //
-// -db picks the database: "postgres" (OUTBOX_POSTGRES_URL, default
-// PostgreSQL on 127.0.0.1) or "mysql" (OUTBOX_MYSQL_DSN, a go-sql-driver DSN
-// such as root@tcp(127.0.0.1:3306)/test). Without -db it takes the one whose
-// variable is set, else PostgreSQL. Kafka is an embedded development broker
-// unless OUTBOX_KAFKA_BROKERS (comma-separated) names real ones.
+// -db picks the database: "sqlite" (a file, OUTBOX_SQLITE_PATH, default in
+// the temporary folder: no server needed), "postgres" (OUTBOX_POSTGRES_URL,
+// default PostgreSQL on 127.0.0.1) or "mysql" (OUTBOX_MYSQL_DSN, a
+// go-sql-driver DSN such as root@tcp(127.0.0.1:3306)/test). Without -db it
+// takes the one whose variable is set, else SQLite. Kafka is an embedded
+// development broker unless OUTBOX_KAFKA_BROKERS (comma-separated) names real
+// ones.
 // OUTBOX_TABLE names the outbox table (default event_outbox).
 //
-//	go run ./examples/quickstart [-db postgres|mysql]
+//	go run ./examples/quickstart [-db sqlite|postgres|mysql]
 package main
 
 import (
@@ -51,7 +53,7 @@ type OrderPlaced struct {
 }
 
 func main() {
-	dbName := flag.String("db", "", `the database: "postgres" or "mysql" (default: the one whose OUTBOX_ variable is set, else postgres)`)
+	dbName := flag.String("db", "", `the database: "sqlite", "postgres" or "mysql" (default: the one whose OUTBOX_ variable is set, else sqlite)`)
 	flag.Parse()
 	if err := run(os.Stdout, *dbName); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)

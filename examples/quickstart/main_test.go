@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 // order was published and no rolled-back one was.
 func TestRun(t *testing.T) {
 	pool := testenv.Postgres(t) // skips (or fails under CI) without PostgreSQL
+	t.Setenv("OUTBOX_POSTGRES_URL", testenv.PostgresURL())
 	t.Setenv("OUTBOX_KAFKA_BROKERS", strings.Join(testenv.Kafka(t), ","))
 	table := testenv.Table("quickstart")
 	t.Setenv("OUTBOX_TABLE", table)
@@ -20,6 +22,26 @@ func TestRun(t *testing.T) {
 		_, _ = pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table+", "+table+"_claims")
 		_, _ = pool.Exec(context.Background(), "DELETE FROM outbox_migrations WHERE table_name = $1", table)
 	})
+	check(t)
+}
+
+// As a newcomer runs it, with nothing set: SQLite in a file and the
+// embedded development broker, which is what the demo needs no server for.
+func TestRunDefaults(t *testing.T) {
+	for _, v := range []string{"OUTBOX_POSTGRES_URL", "OUTBOX_MYSQL_DSN", "OUTBOX_KAFKA_BROKERS", "OUTBOX_TABLE"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("OUTBOX_SQLITE_PATH", filepath.Join(t.TempDir(), "demo.db"))
+	out := check(t)
+	if !strings.Contains(out, "outbox table on SQLite") || !strings.Contains(out, "embedded development Kafka broker") {
+		t.Fatalf("not SQLite and the embedded broker:\n%s", out)
+	}
+}
+
+// On SQLite with the real broker.
+func TestRunSQLite(t *testing.T) {
+	t.Setenv("OUTBOX_KAFKA_BROKERS", strings.Join(testenv.Kafka(t), ","))
+	t.Setenv("OUTBOX_SQLITE_PATH", filepath.Join(t.TempDir(), "demo.db"))
 	check(t)
 }
 
@@ -37,7 +59,7 @@ func TestRunMySQL(t *testing.T) {
 	check(t)
 }
 
-func check(t *testing.T) {
+func check(t *testing.T) string {
 	t.Helper()
 	var out testenv.Buffer
 	if err := run(&out, ""); err != nil {
@@ -52,4 +74,5 @@ func check(t *testing.T) {
 			t.Fatalf("summary lacks %q:\n%s", line, out.String())
 		}
 	}
+	return out.String()
 }

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	_ "github.com/go-sql-driver/mysql" // database/sql driver "mysql"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,6 +17,7 @@ import (
 	"github.com/outboxkit/outbox/store"
 	"github.com/outboxkit/outbox/store/mysql"
 	"github.com/outboxkit/outbox/store/postgres"
+	"github.com/outboxkit/outbox/store/sqlite"
 )
 
 // shop is the quickstart's database: an orders table and the outbox, on
@@ -28,22 +30,29 @@ type shop interface {
 	Close()
 }
 
-// openShop opens the database named by dbName ("postgres", "mysql"), or,
-// when it is empty, the one whose OUTBOX_ variable is set, else PostgreSQL.
+// openShop opens the database named by dbName ("sqlite", "postgres",
+// "mysql"), or, when it is empty, the one whose OUTBOX_ variable is set,
+// else SQLite in a file of its own.
 func openShop(ctx context.Context, dbName, table string) (shop, error) {
 	if dbName == "" {
-		dbName = "postgres"
-		if os.Getenv("OUTBOX_POSTGRES_URL") == "" && os.Getenv("OUTBOX_MYSQL_DSN") != "" {
+		switch {
+		case os.Getenv("OUTBOX_POSTGRES_URL") != "":
+			dbName = "postgres"
+		case os.Getenv("OUTBOX_MYSQL_DSN") != "":
 			dbName = "mysql"
+		default:
+			dbName = "sqlite"
 		}
 	}
 	switch dbName {
+	case "sqlite":
+		return openSQLite(ctx, cmp.Or(os.Getenv("OUTBOX_SQLITE_PATH"), filepath.Join(os.TempDir(), "outbox-quickstart.db")), table)
 	case "postgres":
 		return openPostgres(ctx, cmp.Or(os.Getenv("OUTBOX_POSTGRES_URL"), "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), table)
 	case "mysql":
 		return openMySQL(ctx, cmp.Or(os.Getenv("OUTBOX_MYSQL_DSN"), "root@tcp(127.0.0.1:3306)/test"), table)
 	}
-	return nil, fmt.Errorf("unknown database %q: want postgres or mysql", dbName)
+	return nil, fmt.Errorf("unknown database %q: want sqlite, postgres or mysql", dbName)
 }
 
 type pgShop struct {
@@ -135,6 +144,56 @@ func (s *mysqlShop) Store() store.Store { return s.st }
 func (s *mysqlShop) Close()             { s.db.Close() }
 
 func (s *mysqlShop) PlaceOrder(ctx context.Context, orderID string, totalCents int, event outbox.Event, rollback bool) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO quickstart_orders (id, total_cents) VALUES (?, ?)`, orderID, totalCents); err != nil {
+		return err
+	}
+	if err := s.st.AddTx(ctx, tx, event); err != nil {
+		return err
+	}
+	if rollback {
+		return tx.Rollback()
+	}
+	return tx.Commit()
+}
+
+type sqliteShop struct {
+	db   *sql.DB
+	path string
+	st   *sqlite.Store
+}
+
+func openSQLite(ctx context.Context, path, table string) (*sqliteShop, error) {
+	db, err := sqlite.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrations.Up(ctx, db, migrations.SQLite, table); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS quickstart_orders (
+		id TEXT PRIMARY KEY, total_cents INTEGER NOT NULL, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)`); err != nil {
+		db.Close()
+		return nil, err
+	}
+	st, err := sqlite.New(db, sqlite.Config{Table: table})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &sqliteShop{db, path, st}, nil
+}
+
+func (s *sqliteShop) Name() string       { return "SQLite (" + s.path + ")" }
+func (s *sqliteShop) Store() store.Store { return s.st }
+func (s *sqliteShop) Close()             { s.db.Close() }
+
+func (s *sqliteShop) PlaceOrder(ctx context.Context, orderID string, totalCents int, event outbox.Event, rollback bool) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -121,7 +121,7 @@ func MySQLHarness(t *testing.T) storetest.Harness {
 		Store: st,
 		Begin: func(ctx context.Context) (storetest.Tx, error) {
 			tx, err := db.BeginTx(ctx, nil)
-			return sqlTx{tx, st}, err
+			return sqlTx{tx, st.AddTx}, err
 		},
 		// Like the seed's writers: no id (the column default fills it), no
 		// topic, no headers.
@@ -177,13 +177,15 @@ func MySQLHarness(t *testing.T) storetest.Harness {
 	}
 }
 
+// sqlTx is a business transaction of a database/sql store (MySQL, SQLite)
+// that writes events with add, the store's AddTx.
 type sqlTx struct {
-	tx *sql.Tx
-	st *mysql.Store
+	tx  *sql.Tx
+	add func(ctx context.Context, tx *sql.Tx, events ...outbox.Event) error
 }
 
 func (s sqlTx) Add(ctx context.Context, events ...outbox.Event) error {
-	return s.st.AddTx(ctx, s.tx, events...)
+	return s.add(ctx, s.tx, events...)
 }
 func (s sqlTx) Savepoint(ctx context.Context, name string) error {
 	_, err := s.tx.ExecContext(ctx, "SAVEPOINT "+name)

@@ -42,6 +42,12 @@ type Harness struct {
 	Lock func(ctx context.Context, id uuid.UUID) (release func() error, err error)
 	// LockWaits counts the statements on the table that wait for a lock.
 	LockWaits func(ctx context.Context) (int, error)
+	// OneWriter says that the database lets one transaction write at a
+	// time, as SQLite does: two writing transactions are never open at once,
+	// so commits come in seq order, and there are no row locks. The suite
+	// then leaves out the cases that need two open writers or row locks
+	// (OutOfOrderCommit, NoRangeLocks), and Lock and LockWaits may be nil.
+	OneWriter bool
 }
 
 // Tx is a business transaction that writes events through the store's AddTx.

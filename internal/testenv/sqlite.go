@@ -1,0 +1,80 @@
+package testenv
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/outboxkit/outbox/migrations"
+	"github.com/outboxkit/outbox/store/sqlite"
+	"github.com/outboxkit/outbox/store/storetest"
+)
+
+// SQLite returns a database in a file of the test's own (sqlite.Open),
+// closed at the end of the test. SQLite needs no server, so it never skips.
+func SQLite(t testing.TB) *sql.DB {
+	t.Helper()
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "outbox.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// SQLiteStore returns a SQLite store over a fresh, migrated table of its
+// own. cfg.Table is ignored.
+func SQLiteStore(t testing.TB, cfg sqlite.Config) *sqlite.Store {
+	t.Helper()
+	db := SQLite(t)
+	cfg.Table = Table("outbox")
+	if err := migrations.Up(context.Background(), db, migrations.SQLite, cfg.Table); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	st, err := sqlite.New(db, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// SQLiteHarness returns a conformance harness over a fresh SQLite table:
+// one writer at a time, no row locks.
+func SQLiteHarness(t *testing.T) storetest.Harness {
+	st := SQLiteStore(t, sqlite.Config{})
+	db, table := st.DB(), st.Table()
+	return storetest.Harness{
+		Store:     st,
+		OneWriter: true,
+		Begin: func(ctx context.Context) (storetest.Tx, error) {
+			tx, err := db.BeginTx(ctx, nil)
+			return sqlTx{tx, st.AddTx}, err
+		},
+		InsertLegacy: func(ctx context.Context, aggType, aggID, eventType, key, data string) error {
+			_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, event_data)
+				VALUES (?, ?, ?, ?, ?)`, aggType, aggID, eventType, key, data)
+			return err
+		},
+		AgePublished: func(ctx context.Context, d time.Duration) error {
+			_, err := db.ExecContext(ctx, `UPDATE `+table+` SET published_at = published_at - ? WHERE published_at IS NOT NULL`, d.Microseconds())
+			return err
+		},
+		Count: func(ctx context.Context, where string) (n int64, err error) {
+			err = db.QueryRowContext(ctx, `SELECT count(*) FROM `+table+` WHERE `+where).Scan(&n)
+			return n, err
+		},
+		Claims: func(ctx context.Context) (n int64, err error) {
+			err = db.QueryRowContext(ctx, `SELECT count(*) FROM `+migrations.ClaimsTable(table)).Scan(&n)
+			return n, err
+		},
+		Row: func(ctx context.Context, id uuid.UUID) (retries int, lastError string, err error) {
+			var last sql.NullString
+			err = db.QueryRowContext(ctx, `SELECT retry_count, last_error FROM `+table+` WHERE id = ?`, id.String()).Scan(&retries, &last)
+			return retries, last.String, err
+		},
+	}
+}

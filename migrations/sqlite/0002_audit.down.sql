@@ -1,0 +1,1 @@
+DELETE FROM outbox_audit WHERE table_name = '{{.Table}}';
