@@ -46,6 +46,7 @@ func TestDependencies(t *testing.T) {
 		"outbox, relay":             nil,
 		"store/postgres":            {"store/postgres"},
 		"store/mysql":               {"store/mysql"},
+		"store/sqlite":              {"store/sqlite"},
 		"broker/kafka":              {"broker/kafka"},
 		"broker/wmbroker":           {"broker/wmbroker"},
 		"otel":                      {"otel"},
