@@ -21,9 +21,15 @@
 // their order, until an operator retries or skips it (see cmd/outbox parked); other keys
 // are not affected.
 //
+// An event whose publish is in doubt (outbox.ErrInDoubt), or a reclaimed
+// event that the relay did not hand to the publisher, stays leased until its
+// lease ends: released, it would lose the mark that makes a publisher look
+// it up before publishing it again (see broker.Publisher).
+//
 // Run stops in stages when its context is done: it stops claiming, finishes
 // publishing the batch in flight within Config.ShutdownTimeout, records the
-// outcome, releases what it did not publish, and returns.
+// outcome, releases what it did not publish (but the events it keeps
+// leased), and returns.
 package relay
 
 import (
