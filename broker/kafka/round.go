@@ -37,6 +37,9 @@ type round struct {
 	// written is set once a produce request reached a broker while the
 	// round ran: from then on a failed record may have been appended.
 	written atomic.Bool
+	// abandoned is set when the round gave up records that may have been
+	// in flight.
+	abandoned bool
 }
 
 // outcome says what became of the records of a round.
@@ -121,6 +124,7 @@ func (p *Publisher) run(ctx context.Context, r *round) outcome {
 		// before it sends again, so none of them can be appended after a
 		// later record of its partition.
 		p.cl.UnsafeAbortBufferedRecords()
+		r.abandoned = true
 	}
 	r.done.Wait()
 	return sent
