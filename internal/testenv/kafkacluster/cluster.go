@@ -170,6 +170,9 @@ func (c *Cluster) Kill(i int) {
 	if pid == 0 {
 		return
 	}
+	if nd.proxy != nil {
+		nd.proxy.down()
+	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	for alive(pid) {
 		time.Sleep(20 * time.Millisecond)
@@ -381,10 +384,17 @@ func (c *Cluster) launch(i int) {
 	nd.mu.Unlock()
 }
 
+// wait waits until node i serves, and then opens its proxy.
 func (c *Cluster) wait(i int) {
 	c.t.Helper()
-	if out, err := script("wait", c.nodes[i].dir, "180"); err != nil {
-		c.t.Fatalf("Kafka node %d: %v %s", c.nodes[i].id, err, out)
+	nd := c.nodes[i]
+	if out, err := script("wait", nd.dir, "180"); err != nil {
+		c.t.Fatalf("Kafka node %d: %v %s", nd.id, err, out)
+	}
+	if nd.proxy != nil {
+		if err := nd.proxy.up(); err != nil {
+			c.t.Fatalf("proxy of Kafka node %d: %v", nd.id, err)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 )
 
@@ -14,10 +15,13 @@ import (
 // frame by frame and can lose the requests, or the responses to them, of a
 // chosen kind, as a network that drops the answer after the broker acted.
 type proxy struct {
-	ln     net.Listener
+	addr   string
 	target string
 
 	mu sync.Mutex
+	// ln is nil while the node is down: connections are refused then,
+	// as the node's own port refuses them.
+	ln net.Listener
 	// loseRequest and loseResponse hold the armed faults by API key.
 	loseRequest, loseResponse map[int16]*fault
 	conns                     map[net.Conn]bool
@@ -38,24 +42,56 @@ func newProxy(target string) (*proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &proxy{ln: ln, target: target, loseRequest: map[int16]*fault{},
-		loseResponse: map[int16]*fault{}, conns: map[net.Conn]bool{}}
-	go p.accept()
-	return p, nil
+	// The port is taken from here on; the proxy listens on it once the
+	// node serves (up).
+	ln.Close()
+	return &proxy{addr: ln.Addr().String(), target: target, loseRequest: map[int16]*fault{},
+		loseResponse: map[int16]*fault{}, conns: map[net.Conn]bool{}}, nil
 }
 
-func (p *proxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+func (p *proxy) port() int {
+	_, port, _ := net.SplitHostPort(p.addr)
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+// down closes the listener and every connection: the node is going away,
+// and its clients find it refusing connections, not accepting and closing
+// them.
+func (p *proxy) down() {
+	p.mu.Lock()
+	ln, conns := p.ln, p.conns
+	p.ln, p.conns = nil, map[net.Conn]bool{}
+	p.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	for c := range conns {
+		c.Close()
+	}
+}
+
+// up listens, on the proxy's address, once the node serves.
+func (p *proxy) up() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil || p.closed {
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return err
+	}
+	p.ln = ln
+	go p.accept(ln)
+	return nil
+}
 
 func (p *proxy) close() {
 	p.mu.Lock()
 	p.closed = true
-	conns := p.conns
-	p.conns = nil
 	p.mu.Unlock()
-	p.ln.Close()
-	for c := range conns {
-		c.Close()
-	}
+	p.down()
 }
 
 // arm makes the proxy lose the requests of kind key (response false) or
@@ -111,9 +147,9 @@ func (p *proxy) untrack(cs ...net.Conn) {
 	}
 }
 
-func (p *proxy) accept() {
+func (p *proxy) accept(ln net.Listener) {
 	for {
-		client, err := p.ln.Accept()
+		client, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -121,8 +157,7 @@ func (p *proxy) accept() {
 	}
 }
 
-// serve forwards one client connection. When the node is down the client's
-// connection is closed at once, as a refused one would be.
+// serve forwards one client connection.
 func (p *proxy) serve(client net.Conn) {
 	if !p.track(client) {
 		client.Close()
