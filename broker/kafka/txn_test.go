@@ -179,27 +179,39 @@ func TestTransactionalCrashedRelay(t *testing.T) {
 }
 
 // A reclaimed message that cannot be looked up is in doubt, never sent; the
-// others are not, and nothing reports an unknown outcome.
+// others are not, and nothing reports an unknown outcome. The call returns
+// within the documented bound, whether the broker refuses connections or
+// never answers.
 func TestTransactionalUnreachable(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	addr := ln.Addr().String()
+	refusing := ln.Addr().String()
 	require.NoError(t, ln.Close())
-	p := newPublisher(t, kafka.Config{Brokers: []string{addr}, Transactional: true, DeliveryTimeout: 2 * time.Second})
-	msgs := []*outbox.Message{message("t", "k", "1"), message("t", "k", "2"), message("t", "j", "3")}
-	msgs[0].Reclaimed = true
-	errs := publish(t, p, msgs...)
-	require.Len(t, errs, 3)
-	require.ErrorIs(t, errs[0], outbox.ErrInDoubt)
-	require.ErrorIs(t, errs[0], outbox.ErrUnreachable)
-	require.ErrorIs(t, errs[1], outbox.ErrSkipped)
-	require.ErrorIs(t, errs[2], outbox.ErrUnreachable)
-	for i, err := range errs {
-		require.NotErrorIs(t, err, outbox.ErrUnknownOutcome, "message %d", i)
-		if i > 0 {
-			require.NotErrorIs(t, err, outbox.ErrInDoubt, "message %d", i)
-		}
+	for name, addr := range map[string]string{"refused": refusing, "silent": silentListener(t)} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			const timeout = 2 * time.Second
+			p := newPublisher(t, kafka.Config{Brokers: []string{addr}, Transactional: true, DeliveryTimeout: timeout})
+			msgs := []*outbox.Message{message("t", "k", "1"), message("t", "k", "2"), message("t", "j", "3")}
+			msgs[0].Reclaimed = true
+			began := time.Now()
+			errs := publish(t, p, msgs...)
+			took := time.Since(began)
+			t.Logf("%s: reported after %v", name, took)
+			require.Less(t, took, timeout+500*time.Millisecond+slack)
+			require.Len(t, errs, 3)
+			require.ErrorIs(t, errs[0], outbox.ErrInDoubt)
+			require.ErrorIs(t, errs[0], outbox.ErrUnreachable)
+			require.ErrorIs(t, errs[1], outbox.ErrSkipped)
+			require.ErrorIs(t, errs[2], outbox.ErrUnreachable)
+			for i, err := range errs {
+				require.NotErrorIs(t, err, outbox.ErrUnknownOutcome, "message %d", i)
+				if i > 0 {
+					require.NotErrorIs(t, err, outbox.ErrInDoubt, "message %d", i)
+				}
+			}
+		})
 	}
 }
 
