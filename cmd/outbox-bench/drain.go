@@ -102,7 +102,7 @@ func runRelays(ctx context.Context, st store.Store, addr string, n int) (func(),
 		}
 	}
 	for i := range n {
-		p, err := kafka.New(kafka.Config{Brokers: []string{addr}})
+		p, err := kafka.New(publisherConfig(addr))
 		if err != nil {
 			stop()
 			return nil, err

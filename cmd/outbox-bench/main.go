@@ -20,6 +20,8 @@
 //
 //	go run ./cmd/outbox-bench          # defaults, a few minutes
 //	go run ./cmd/outbox-bench -quick   # small N, under a minute
+//	go run ./cmd/outbox-bench -kafka 127.0.0.1:9092 -transactional -only drain,steady
+//	                                   # relays in Kafka transactions
 package main
 
 import (
@@ -76,7 +78,11 @@ func main() {
 	flag.IntVar(&o.rssEvents, "rss-n", 100_000, "events in the backlog of the peak-RSS run")
 	flag.StringVar(&only, "only", "", "comma-separated sections to run: "+strings.Join(sections, ","))
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process to the file")
+	txn := flag.Bool("transactional", false, "relays publish in Kafka transactions (kafka.Config.Transactional); consumers read committed")
 	flag.Parse()
+	if *txn {
+		os.Setenv(transactionalEnv, "1") // the relay children inherit it
+	}
 	if o.quick {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
