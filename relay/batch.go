@@ -58,11 +58,12 @@ type settlement struct {
 // returns the outcomes to settle, one per topic, and the circuit breaker's
 // pause when the broker was unreachable.
 //
-// Publishing ends three quarters of the lease after the claim, whatever the
-// number of topics: a publisher must not publish what another relay may
-// already have reclaimed.
-func (r *Relay) publishBatch(ctx, work context.Context, claim store.Claim, claimedAt time.Time) ([]settlement, time.Duration) {
-	deadline := claimedAt.Add(r.cfg.Lease * 3 / 4)
+// Publishing ends three quarters of the lease after leaseFrom, a moment
+// before the claim was sent, whatever the number of topics: a publisher
+// must not publish what another relay may already have reclaimed, also when
+// the claim's answer was slow.
+func (r *Relay) publishBatch(ctx, work context.Context, claim store.Claim, leaseFrom, claimedAt time.Time) ([]settlement, time.Duration) {
+	deadline := leaseFrom.Add(r.cfg.Lease * 3 / 4)
 	var pause time.Duration
 	var settlements []settlement
 	index := map[string]int{} // of each topic's settlement

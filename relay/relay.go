@@ -252,6 +252,8 @@ func (r *Relay) cycle(ctx, work context.Context, bg *background) (int, time.Dura
 	// its events leased, and their keys held, for a whole lease. Once it
 	// returns, the batch is in flight and is finished or released.
 	claimCtx, cancelClaim := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.SettleTimeout)
+	// The lease starts after this, however long the claim's answer takes.
+	leaseFrom := time.Now()
 	claim, err := r.store.Claim(claimCtx, store.ClaimParams{Owner: r.cfg.Owner, Limit: r.cfg.BatchSize, Lease: r.cfg.Lease})
 	cancelClaim()
 	claimedAt := time.Now()
@@ -269,7 +271,7 @@ func (r *Relay) cycle(ctx, work context.Context, bg *background) (int, time.Dura
 		bg.wait()
 		return 0, 0, err
 	}
-	settlements, pause := r.publishBatch(ctx, work, claim, claimedAt)
+	settlements, pause := r.publishBatch(ctx, work, claim, leaseFrom, claimedAt)
 	bg.wait() // settles stay in batch order
 	bg.size = len(claim.Records)
 	if pause > 0 || ctx.Err() != nil || bg.serial > 0 {

@@ -715,10 +715,27 @@ func (d *deadlines) Publish(ctx context.Context, msgs []*outbox.Message) []error
 	return d.Publisher.Publish(ctx, msgs)
 }
 
-// A batch's publishing ends three quarters of the lease after the claim,
-// however many topics it has: a slow first topic leaves the next one only
-// what is left, so that nothing is published after another relay may have
-// reclaimed it. It uses topics of its own, so it runs on the recorder.
+// slowClaims answers claims late, as a database whose answer is held up
+// after the claim committed; sent records when the first claim was sent.
+type slowClaims struct {
+	store.Store
+	delay time.Duration
+	once  sync.Once
+	sent  time.Time
+}
+
+func (s *slowClaims) Claim(ctx context.Context, p store.ClaimParams) (store.Claim, error) {
+	s.once.Do(func() { s.sent = time.Now() })
+	c, err := s.Store.Claim(ctx, p)
+	time.Sleep(s.delay)
+	return c, err
+}
+
+// A batch's publishing ends three quarters of the lease after the claim was
+// sent, however many topics it has and however late the claim's answer
+// came: a slow first topic leaves the next one only what is left, so that
+// nothing is published after another relay may have reclaimed it. It uses
+// topics of its own, so it runs on the recorder.
 func testPublishWithinLease(t *testing.T, h storetest.Harness, _ Broker) {
 	b := Recorder(t)
 	check := faulttest.NewChecker()
@@ -728,10 +745,12 @@ func testPublishWithinLease(t *testing.T, h storetest.Harness, _ Broker) {
 	commit(t, h, check, e1, e2)
 	cfg := FastConfig()
 	cfg.Lease = 4 * time.Second
-	Start(t, h.Store, pub, cfg)
+	st := &slowClaims{Store: h.Store, delay: time.Second}
+	Start(t, st, pub, cfg)
 	Eventually(t, 30*time.Second, "both published", func() bool { return check.Missing(b.Received()) == 0 })
 	pub.mu.Lock()
 	defer pub.mu.Unlock()
 	require.Len(t, pub.by, 2)
 	require.Equal(t, pub.by["orders"], pub.by["payments"], "one deadline for the batch")
+	require.LessOrEqual(t, pub.by["orders"].Sub(st.sent), cfg.Lease*3/4, "counted from the claim's start")
 }
