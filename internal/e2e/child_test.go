@@ -124,6 +124,7 @@ func (d *dupReporter) report() {
 
 func (d *dupReporter) TracePublishStart(ctx context.Context, _ outbox.TracePublishStartData) context.Context {
 	d.report() // os.Stdout is unbuffered: the line is out before the publish
+	fmt.Println("publishing")
 	return ctx
 }
 
@@ -140,8 +141,9 @@ type child struct {
 	dups atomic.Int64
 	done chan struct{}
 	// published receives a value when the child has published a batch
-	// and not recorded it yet (if nobody waits, the value is dropped).
-	published chan struct{}
+	// and not recorded it yet, publishing when it starts to publish one
+	// (if nobody waits, the value is dropped).
+	published, publishing chan struct{}
 }
 
 // startChild starts a relay process and waits until it is ready.
@@ -157,7 +159,7 @@ func startChild(t *testing.T, env ...string) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, done: make(chan struct{}), published: make(chan struct{})}
+	c := &child{cmd: cmd, done: make(chan struct{}), published: make(chan struct{}), publishing: make(chan struct{})}
 	ready := make(chan struct{})
 	go func() {
 		defer close(c.done)
@@ -166,9 +168,13 @@ func startChild(t *testing.T, env ...string) *child {
 			line := sc.Text()
 			if line == "ready" {
 				close(ready)
-			} else if line == "published" {
+			} else if line == "published" || line == "publishing" {
+				ch := c.published
+				if line == "publishing" {
+					ch = c.publishing
+				}
 				select {
-				case c.published <- struct{}{}:
+				case ch <- struct{}{}:
 				default:
 				}
 			} else if n, ok := strings.CutPrefix(line, "dups "); ok {
@@ -201,6 +207,19 @@ func (c *child) killAfterPublish(t *testing.T) {
 		t.Fatal("the child published nothing within a minute")
 	}
 	c.signal(syscall.SIGKILL)
+}
+
+// stopInPublish stops the child (SIGSTOP) as it starts to publish a batch,
+// waiting up to a minute for one; cont continues it.
+func (c *child) stopInPublish(t *testing.T) (cont func()) {
+	t.Helper()
+	select {
+	case <-c.publishing:
+	case <-time.After(time.Minute):
+		t.Fatal("the child published nothing within a minute")
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGSTOP)
+	return func() { _ = c.cmd.Process.Signal(syscall.SIGCONT) }
 }
 
 // signal sends sig and waits for the process to exit.

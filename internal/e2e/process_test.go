@@ -143,3 +143,53 @@ func TestRelaySIGKILL(t *testing.T) {
 		}
 	}
 }
+
+// A relay process is stopped (SIGSTOP) as it starts a publish, for longer
+// than its lease, while another relay takes its events over, and then goes
+// on, three times under a steady load, in both modes. The stopped relay's
+// deadline passes while it sleeps: in transactional mode it commits nothing
+// the other one took over, and a read_committed consumer sees each event
+// once; in the default mode its late publish counts as a possible duplicate.
+func TestRelayStalled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			h := testenv.PostgresHarness(t)
+			brokers := testenv.Kafka(t)
+			topic := testenv.KafkaTopic(t, brokers, 4)
+			progress := progressTopic(t, brokers)
+			tc := m.consume(t, brokers, topic)
+			check := faulttest.NewChecker()
+			start := func(name string) *child {
+				return startChild(t, append(childEnvFor("postgres", h, brokers), txnEnv(m, tableOf(h)+"-"+name, progress)...)...)
+			}
+			stalled, other := start("a"), start("b")
+			writing := make(chan struct{})
+			go func() {
+				defer close(writing)
+				writeSteadily(t, h, check, topic, 30, 300, 3000)
+			}()
+			owner := fmt.Sprintf("lease_owner = 'child-%d'", stalled.cmd.Process.Pid)
+			for i := range 3 {
+				waitReceived(t, tc, 600*(i+1), 2*time.Minute)
+				cont := stalled.stopInPublish(t)
+				// The other relay takes over what the stopped one holds.
+				deadline := time.Now().Add(time.Minute)
+				for count(t, h, owner) > 0 {
+					require.True(t, time.Now().Before(deadline), "the stopped relay's events were not taken over")
+					time.Sleep(50 * time.Millisecond)
+				}
+				cont()
+			}
+			<-writing
+			tc.WaitAll(t, check, 2*time.Minute)
+			children := []*child{stalled, other}
+			for _, c := range children {
+				c.signal(syscall.SIGTERM)
+			}
+			m.judge(t, brokers, topic, check, tc, counted(children))
+		})
+	}
+}
