@@ -155,7 +155,7 @@ func (p *Publisher) transact(ctx context.Context, msgs []*outbox.Message, errs [
 		// Records a request carried were given up: the client cannot end
 		// the transaction. A new client's producer ID aborts it.
 		p.renew = true
-		p.takeBack(sub, subErrs, firstErr)
+		p.takeBack(sub, subErrs, skipped(firstErr))
 		return
 	case c.uncertain:
 		abort = skipped(firstErr)
