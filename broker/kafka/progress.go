@@ -39,33 +39,39 @@ func decodeProgress(v []byte, found func(uuid.UUID)) {
 }
 
 // ensureProgressTopic creates the progress topic when it is missing and
-// checks that it has one partition.
+// checks that it has one partition. A topic that exists needs no right to
+// create topics.
 func (p *Publisher) ensureProgressTopic(ctx context.Context) error {
 	topic := p.cfg.ProgressTopic
 	adm := kadm.NewClient(p.cl)
-	configs := map[string]*string{
-		"cleanup.policy":         ptr("delete"),
-		"retention.ms":           ptr(strconv.FormatInt(progressRetention.Milliseconds(), 10)),
-		"message.timestamp.type": ptr("LogAppendTime"),
-	}
-	resp, err := adm.CreateTopic(ctx, 1, -1, configs, topic)
+	tds, err := adm.ListTopics(ctx, topic)
 	if err == nil {
-		err = resp.Err
+		err = tds.Error()
 	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("create progress topic %s: %w", topic, err)
-	}
-	// A topic just created takes a moment to appear in the metadata.
-	var tds kadm.TopicDetails
-	for {
-		tds, err = adm.ListTopics(ctx, topic)
-		if err == nil {
-			err = tds.Error()
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		configs := map[string]*string{
+			"cleanup.policy":         ptr("delete"),
+			"retention.ms":           ptr(strconv.FormatInt(progressRetention.Milliseconds(), 10)),
+			"message.timestamp.type": ptr("LogAppendTime"),
 		}
-		if !errors.Is(err, kerr.UnknownTopicOrPartition) || ctx.Err() != nil {
-			break
+		resp, cerr := adm.CreateTopic(ctx, 1, -1, configs, topic)
+		if cerr == nil {
+			cerr = resp.Err
 		}
-		time.Sleep(50 * time.Millisecond)
+		if cerr != nil && !errors.Is(cerr, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create progress topic %s: %w", topic, cerr)
+		}
+		// A topic just created takes a moment to appear in the metadata.
+		for {
+			tds, err = adm.ListTopics(ctx, topic)
+			if err == nil {
+				err = tds.Error()
+			}
+			if !errors.Is(err, kerr.UnknownTopicOrPartition) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("progress topic %s: %w", topic, err)
