@@ -33,8 +33,10 @@ var (
 	// the relay releases the events without counting an attempt.
 	ErrUnreachable = errors.New("broker unreachable")
 	// ErrSkipped marks a message a publisher did not send because an earlier
-	// message with the same topic and key failed in the same call. The relay
-	// releases it without counting an attempt.
+	// message with the same topic and key failed in the same call, or, in a
+	// transaction, one that went back with its transaction because another
+	// message failed. The broker did not take it. The relay releases it
+	// without counting an attempt.
 	ErrSkipped = errors.New("skipped after an earlier failure of the same key")
 	// ErrUnknownOutcome marks a failed message that the broker may have
 	// appended all the same: its request may have reached the broker, and
@@ -43,6 +45,14 @@ var (
 	// possible duplicate, and only these. It may come with ErrUnreachable
 	// or a transient error, never with ErrPermanent or ErrSkipped.
 	ErrUnknownOutcome = errors.New("outcome unknown: the broker may have appended the message")
+	// ErrInDoubt marks a message that the broker may have published and
+	// that must not be published again before that is known: a publisher
+	// that records what it published (broker/kafka in transactional mode)
+	// could not find out in time. The relay leaves the event leased, also
+	// through shutdown; once the lease ends, the next claim hands it to
+	// the publisher again with Message.Reclaimed set, and the publisher
+	// looks it up before it publishes it. It may come with ErrUnreachable.
+	ErrInDoubt = errors.New("in doubt: the broker may have published the message")
 )
 
 // ValidationError reports an event rejected before any SQL ran. The caller's

@@ -23,6 +23,12 @@ type Message struct {
 	Headers map[string]string
 	// Attempts is how many failed attempts the event had before this one.
 	Attempts int
+	// Reclaimed is set when an earlier claim of the event never settled
+	// (its relay crashed or stalled past the lease, or its publisher left
+	// it in doubt): the event may be on the broker already. A publisher
+	// that can look up what it published earlier checks such a message
+	// before it publishes it again (see broker.Publisher).
+	Reclaimed bool
 	// CreatedAt is when the event was written, by the database clock.
 	CreatedAt time.Time
 }

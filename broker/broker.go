@@ -25,6 +25,14 @@ import (
 // transient. A failed message that the broker may have appended all the same
 // also wraps [outbox.ErrUnknownOutcome]: the relay counts it as a possible
 // duplicate. Publish returns when every message has an outcome or ctx is done.
+//
+// A publisher that records what it published, and can look it up, keeps a
+// message with [outbox.Message.Reclaimed] set from being published twice:
+// it returns nil for one it finds already published, without publishing it
+// again, and [outbox.ErrInDoubt] for one it could not look up (the relay then
+// leaves the event leased and hands it back once the lease ends).
+// broker/kafka does so in transactional mode; other publishers ignore the
+// flag.
 type Publisher interface {
 	Publish(ctx context.Context, msgs []*outbox.Message) []error
 }

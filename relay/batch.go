@@ -21,8 +21,12 @@ type outcome struct {
 	failures  []store.Failure
 	released  []uuid.UUID // put back at once (skipped, shutdown)
 	delayed   []uuid.UUID // put back after the breaker's delay
-	parked    int
-	dups      int
+	// kept are left leased: their publish is in doubt, or they are
+	// reclaimed and were not handed to the publisher. Once the lease ends
+	// the next claim takes them again, as reclaimed.
+	kept   int
+	parked int
+	dups   int
 }
 
 // add merges p into o.
@@ -32,6 +36,7 @@ func (o *outcome) add(p outcome) {
 	o.failures = append(o.failures, p.failures...)
 	o.released = append(o.released, p.released...)
 	o.delayed = append(o.delayed, p.delayed...)
+	o.kept += p.kept
 	o.parked += p.parked
 	o.dups += p.dups
 }
@@ -52,7 +57,13 @@ type settlement struct {
 // put back), the later ones are released without counting an attempt. It
 // returns the outcomes to settle, one per topic, and the circuit breaker's
 // pause when the broker was unreachable.
-func (r *Relay) publishBatch(ctx, work context.Context, claim store.Claim, claimedAt time.Time) ([]settlement, time.Duration) {
+//
+// Publishing ends three quarters of the lease after leaseFrom, a moment
+// before the claim was sent, whatever the number of topics: a publisher
+// must not publish what another relay may already have reclaimed, also when
+// the claim's answer was slow.
+func (r *Relay) publishBatch(ctx, work context.Context, claim store.Claim, leaseFrom, claimedAt time.Time) ([]settlement, time.Duration) {
+	deadline := leaseFrom.Add(r.cfg.Lease * 3 / 4)
 	var pause time.Duration
 	var settlements []settlement
 	index := map[string]int{} // of each topic's settlement
@@ -60,7 +71,7 @@ func (r *Relay) publishBatch(ctx, work context.Context, claim store.Claim, claim
 	for _, round := range rounds(r.messages(claim.Records)) {
 		for _, g := range round {
 			var o outcome
-			o, pause = r.publishTopic(work, g.topic, g.msgs, held, pause)
+			o, pause = r.publishTopic(work, deadline, g.topic, g.msgs, held, pause)
 			o.lags = o.lagsFrom(g.msgs, claim.Now, claimedAt)
 			holdUnpublished(held, g.msgs, o.published)
 			i, ok := index[g.topic]
@@ -83,16 +94,18 @@ func (r *Relay) publishBatch(ctx, work context.Context, claim store.Claim, claim
 // publishTopic publishes the messages of one topic in one round, except
 // those of held keys, which it releases. It returns their outcome and the
 // circuit breaker's pause, pause unless the broker just proved unreachable
-// or reachable.
-func (r *Relay) publishTopic(work context.Context, topic string, msgs []relayed, held map[string]bool, pause time.Duration) (outcome, time.Duration) {
+// or reachable. A reclaimed message that is not handed to the publisher is
+// kept rather than released: released, it would lose its Reclaimed mark
+// before a publisher could look it up (see broker.Publisher).
+func (r *Relay) publishTopic(work context.Context, deadline time.Time, topic string, msgs []*outbox.Message, held map[string]bool, pause time.Duration) (outcome, time.Duration) {
 	var o outcome
-	var send []relayed
+	var send []*outbox.Message
 	for _, m := range msgs {
-		if m.reclaimed {
+		if m.Reclaimed {
 			o.dups++
 		}
 		if m.Key != "" && held[m.Key] {
-			o.released = append(o.released, m.ID)
+			o.putBack(m, &o.released)
 		} else {
 			send = append(send, m)
 		}
@@ -110,11 +123,11 @@ func (r *Relay) publishTopic(work context.Context, topic string, msgs []relayed,
 		// unreachable: do not start another topic. A batch claimed before
 		// shutdown began is still in flight and is finished.
 		for _, m := range send {
-			o.delayed = append(o.delayed, m.ID)
+			o.putBack(m, &o.delayed)
 		}
 	default:
 		var unreachable error
-		o, unreachable = r.publish(work, send, o)
+		o, unreachable = r.publish(work, deadline, send, o)
 		if unreachable != nil {
 			pause = r.brokerDown(topic, len(send), unreachable)
 		} else {
@@ -124,6 +137,16 @@ func (r *Relay) publishTopic(work context.Context, topic string, msgs []relayed,
 	return o, pause
 }
 
+// putBack puts m back without an attempt: into to, or, when it is
+// reclaimed, by keeping it leased.
+func (o *outcome) putBack(m *outbox.Message, to *[]uuid.UUID) {
+	if m.Reclaimed {
+		o.kept++
+		return
+	}
+	*to = append(*to, m.ID)
+}
+
 // settleAll records the outcomes of a batch, topic by topic.
 func (r *Relay) settleAll(ctx context.Context, settlements []settlement) {
 	for _, s := range settlements {
@@ -131,17 +154,11 @@ func (r *Relay) settleAll(ctx context.Context, settlements []settlement) {
 	}
 }
 
-// relayed is a claimed message with what the relay needs to settle it.
-type relayed struct {
-	*outbox.Message
-	reclaimed bool
-}
-
 // messages turns records into messages, in seq order.
-func (r *Relay) messages(recs []store.Record) []relayed {
-	msgs := make([]relayed, len(recs))
+func (r *Relay) messages(recs []store.Record) []*outbox.Message {
+	msgs := make([]*outbox.Message, len(recs))
 	for i := range recs {
-		msgs[i] = relayed{Message: wire.Message(&recs[i]), reclaimed: recs[i].Reclaimed}
+		msgs[i] = wire.Message(&recs[i])
 	}
 	return msgs
 }
@@ -149,7 +166,7 @@ func (r *Relay) messages(recs []store.Record) []relayed {
 // topicMessages are the messages of one topic in one round, in seq order.
 type topicMessages struct {
 	topic string
-	msgs  []relayed
+	msgs  []*outbox.Message
 }
 
 // rounds splits messages in seq order into rounds in which each key has a
@@ -158,7 +175,7 @@ type topicMessages struct {
 // round keeps a key's write order across topics; within a round the
 // publisher keeps it per topic and key. Each round holds its messages by
 // topic, in the order topics first appear.
-func rounds(msgs []relayed) [][]topicMessages {
+func rounds(msgs []*outbox.Message) [][]topicMessages {
 	type last struct {
 		round int
 		topic string
@@ -190,7 +207,7 @@ func rounds(msgs []relayed) [][]topicMessages {
 }
 
 // holdUnpublished adds the keys of msgs that are not in published to held.
-func holdUnpublished(held map[string]bool, msgs []relayed, published []uuid.UUID) {
+func holdUnpublished(held map[string]bool, msgs []*outbox.Message, published []uuid.UUID) {
 	out := make(map[uuid.UUID]bool, len(published))
 	for _, id := range published {
 		out[id] = true
@@ -205,13 +222,10 @@ func holdUnpublished(held map[string]bool, msgs []relayed, published []uuid.UUID
 // publish sends the messages of one topic and classifies each outcome. When
 // no message went out and at least one failed because the broker could not
 // be reached, it returns that failure as unreachable.
-func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (_ outcome, unreachable error) {
-	out := make([]*outbox.Message, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.Message
-	}
+func (r *Relay) publish(work context.Context, deadline time.Time, msgs []*outbox.Message, o outcome) (_ outcome, unreachable error) {
+	out := msgs
 	topic := out[0].Topic
-	pubCtx, cancel := context.WithTimeout(work, r.cfg.Lease*3/4)
+	pubCtx, cancel := context.WithDeadline(work, deadline)
 	defer cancel()
 	if r.cfg.Tracer != nil {
 		pubCtx = r.cfg.Tracer.TracePublishStart(pubCtx, outbox.TracePublishStartData{Topic: topic, Messages: out})
@@ -256,6 +270,8 @@ func (r *Relay) publish(work context.Context, msgs []relayed, o outcome) (_ outc
 		switch {
 		case err == nil:
 			o.published = append(o.published, m.ID)
+		case errors.Is(err, outbox.ErrInDoubt):
+			o.kept++
 		case errors.Is(err, outbox.ErrSkipped):
 			o.released = append(o.released, m.ID)
 		case allUnreachable:
@@ -308,7 +324,7 @@ func (r *Relay) onlyUnreachable(errs []error) bool {
 // lagsFrom returns commit→publish lags of the published messages: the age
 // of each event at the claim by the database clock, plus the time since the
 // claim by this process's monotonic clock.
-func (o outcome) lagsFrom(msgs []relayed, dbNow time.Time, claimedAt time.Time) []time.Duration {
+func (o outcome) lagsFrom(msgs []*outbox.Message, dbNow time.Time, claimedAt time.Time) []time.Duration {
 	if len(o.published) == 0 {
 		return nil
 	}
@@ -378,6 +394,9 @@ func (r *Relay) settle(ctx context.Context, token uuid.UUID, topic string, size 
 			log.Error("relay: release", "topic", topic, "count", len(rel.ids), "err", err)
 		}
 		r.released.Add(int64(len(rel.ids)))
+	}
+	if o.kept > 0 {
+		log.Warn("relay: events left leased until their lease ends (publish in doubt, or reclaimed and not sent)", "topic", topic, "count", o.kept)
 	}
 	if st, ok := r.cfg.Tracer.(outbox.SettleTracer); ok {
 		st.TraceSettle(ctx, outbox.TraceSettleData{

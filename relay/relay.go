@@ -21,9 +21,15 @@
 // their order, until an operator retries or skips it (see cmd/outbox parked); other keys
 // are not affected.
 //
+// An event whose publish is in doubt (outbox.ErrInDoubt), or a reclaimed
+// event that the relay did not hand to the publisher, stays leased until its
+// lease ends: released, it would lose the mark that makes a publisher look
+// it up before publishing it again (see broker.Publisher).
+//
 // Run stops in stages when its context is done: it stops claiming, finishes
 // publishing the batch in flight within Config.ShutdownTimeout, records the
-// outcome, releases what it did not publish, and returns.
+// outcome, releases what it did not publish (but the events it keeps
+// leased), and returns.
 package relay
 
 import (
@@ -257,6 +263,8 @@ func (r *Relay) cycle(ctx, work context.Context, bg *background) (int, time.Dura
 	// its events leased, and their keys held, for a whole lease. Once it
 	// returns, the batch is in flight and is finished or released.
 	claimCtx, cancelClaim := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.SettleTimeout)
+	// The lease starts after this, however long the claim's answer takes.
+	leaseFrom := time.Now()
 	claim, err := r.store.Claim(claimCtx, store.ClaimParams{Owner: r.cfg.Owner, Limit: r.cfg.BatchSize, Lease: r.cfg.Lease})
 	cancelClaim()
 	claimedAt := time.Now()
@@ -274,7 +282,7 @@ func (r *Relay) cycle(ctx, work context.Context, bg *background) (int, time.Dura
 		bg.wait()
 		return 0, 0, err
 	}
-	settlements, pause := r.publishBatch(ctx, work, claim, claimedAt)
+	settlements, pause := r.publishBatch(ctx, work, claim, leaseFrom, claimedAt)
 	bg.wait() // settles stay in batch order
 	bg.size = len(claim.Records)
 	if pause > 0 || ctx.Err() != nil || bg.serial > 0 {

@@ -21,6 +21,19 @@ type call struct {
 	// with their partition: a batch of several was refused as a whole
 	// (too large, say), so which of them the broker refuses is not known.
 	alone map[int]int32
+
+	// txn is set when the call runs in a transaction: a failure whose
+	// outcome is unknown then sets uncertain instead of wrapping
+	// outbox.ErrUnknownOutcome, since the transaction decides.
+	txn       bool
+	uncertain bool
+	// abandoned is set when records a request carried were given up:
+	// the client's sequence numbers for them are lost.
+	abandoned bool
+}
+
+func newCall(p *Publisher, msgs []*outbox.Message, errs []error) *call {
+	return &call{p: p, msgs: msgs, errs: errs, failed: map[topicKey]failure{}, alone: map[int]int32{}}
 }
 
 type topicKey struct{ topic, key string }
@@ -63,6 +76,7 @@ func (c *call) run(ctx context.Context) {
 		}
 		r := newRound(recs)
 		out := c.p.run(ctx, r)
+		c.abandoned = c.abandoned || r.abandoned
 		settled := c.settle(pick, r, out)
 		todo = slices.DeleteFunc(todo, func(i int) bool { return settled[i] })
 	}
@@ -141,6 +155,8 @@ func (c *call) fail(i int, err error, unknown bool) {
 	k, keyed := c.key(i)
 	f, failed := c.failed[k]
 	switch {
+	case unknown && c.txn:
+		c.uncertain = true
 	case unknown:
 		err = fmt.Errorf("%w: %w", outbox.ErrUnknownOutcome, err)
 	case keyed && failed && f.index < i:

@@ -39,6 +39,16 @@ var unreachableErrors = []error{
 	kerr.NotEnoughReplicas,
 	kerr.NotEnoughReplicasAfterAppend,
 	kerr.KafkaStorageError,
+	// In transactional mode: the transaction coordinator is away or busy
+	// ending an earlier transaction, or another producer took over the
+	// transactional ID. The message itself is fine.
+	kerr.CoordinatorNotAvailable,
+	kerr.NotCoordinator,
+	kerr.CoordinatorLoadInProgress,
+	kerr.ConcurrentTransactions,
+	kerr.ProducerFenced,
+	kerr.InvalidProducerEpoch,
+	kerr.TransactionAbortable,
 	io.EOF,
 	io.ErrUnexpectedEOF,
 	syscall.ECONNREFUSED,

@@ -74,12 +74,36 @@ func TestPartitionerHashesLikeSarama(t *testing.T) {
 	}
 }
 
+// In transactional mode the client has a transactional ID and the
+// transaction timeout; everything else is as in the default mode.
+func TestClientOptionsTransactional(t *testing.T) {
+	t.Parallel()
+	p, err := New(Config{Brokers: []string{"127.0.0.1:9092"}, Transactional: true})
+	require.NoError(t, err)
+	defer p.Close()
+	id := p.cl.OptValue(kgo.TransactionalID).(string)
+	require.Regexp(t, `^outbox-[0-9a-f]{8}$`, id)
+	require.Equal(t, 15*time.Second, p.cl.OptValue(kgo.TransactionTimeout))
+	require.Equal(t, DefaultProgressTopic, p.cfg.ProgressTopic)
+	require.Equal(t, kgo.AllISRAcks(), p.cl.OptValue(kgo.RequiredAcks))
+	require.Equal(t, true, p.cl.OptValue(kgo.ManualFlushing))
+
+	p2, err := New(Config{Brokers: []string{"127.0.0.1:9092"}, Transactional: true, TransactionalID: "relay-0", DeliveryTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	defer p2.Close()
+	require.Equal(t, "relay-0", p2.cl.OptValue(kgo.TransactionalID))
+	require.Equal(t, 3*time.Second, p2.cl.OptValue(kgo.TransactionTimeout))
+}
+
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
 	for name, cfg := range map[string]Config{
-		"Brokers":         {},
-		"DeliveryTimeout": {Brokers: []string{"x:1"}, DeliveryTimeout: -time.Second},
-		"MaxMessageBytes": {Brokers: []string{"x:1"}, MaxMessageBytes: 100},
+		"Brokers":            {},
+		"DeliveryTimeout":    {Brokers: []string{"x:1"}, DeliveryTimeout: -time.Second},
+		"MaxMessageBytes":    {Brokers: []string{"x:1"}, MaxMessageBytes: 100},
+		"Transactional":      {Brokers: []string{"x:1"}, TransactionalID: "a"},
+		"ProgressTopic":      {Brokers: []string{"x:1"}, Transactional: true, ProgressTopic: "no spaces"},
+		"TransactionTimeout": {Brokers: []string{"x:1"}, Transactional: true, TransactionTimeout: 5 * time.Second},
 	} {
 		_, err := New(cfg)
 		require.ErrorContains(t, err, "Config."+name)

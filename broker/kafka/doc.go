@@ -43,4 +43,16 @@
 // flight then are abandoned, and the client moves to a new producer epoch
 // before it sends again, so an abandoned batch that reaches the broker late
 // is refused once a later batch of its partition was appended.
+//
+// # Transactions
+//
+// With Config.Transactional, each call is a Kafka transaction that also
+// appends a progress record naming its events to Config.ProgressTopic, and
+// a consumer that reads with isolation.level=read_committed sees each event
+// once (docs/transactions.md). A message with outbox.Message.Reclaimed set
+// is first looked up in the committed progress: found, it returns nil and is
+// not produced again; not looked up in time, it wraps outbox.ErrInDoubt. A
+// failure whose outcome is unknown aborts the transaction, so no error wraps
+// outbox.ErrUnknownOutcome. A call never commits after its context's
+// deadline.
 package kafka

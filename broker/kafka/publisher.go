@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,15 +21,25 @@ var errClosed = errors.New("kafka publisher closed")
 // Publisher is a [broker.Publisher] for Kafka on a franz-go client. It is
 // safe for concurrent use; calls run one at a time.
 type Publisher struct {
-	cl      *kgo.Client
+	cfg     Config // with defaults
 	timeout time.Duration
 
 	// sem holds a token while a call runs or the publisher closes; it
-	// guards closed.
+	// guards closed and the transactional state below, and only its
+	// holder replaces cl.
 	sem    chan struct{}
 	closed bool
+	// clMu guards cl against a replacement while Ping reads it.
+	clMu sync.Mutex
+	cl   *kgo.Client
 	// cur is the round in progress, for the client's hooks.
 	cur atomic.Pointer[round]
+
+	// renew is set in transactional mode when the client must be replaced
+	// before the next transaction: its producer was fenced, or a
+	// transaction may be left open. progressReady is set once the
+	// progress topic was checked.
+	renew, progressReady bool
 }
 
 // New returns a publisher to cfg.Brokers. It does not connect: a broker that
@@ -38,13 +49,21 @@ func New(cfg Config) (*Publisher, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	p := &Publisher{timeout: cfg.DeliveryTimeout, sem: make(chan struct{}, 1)}
-	cl, err := kgo.NewClient(options(cfg, hooks{p})...)
+	p := &Publisher{cfg: cfg, timeout: cfg.DeliveryTimeout, sem: make(chan struct{}, 1)}
+	cl, err := p.newClient()
 	if err != nil {
-		return nil, fmt.Errorf("kafka: %w", err)
+		return nil, err
 	}
 	p.cl = cl
 	return p, nil
+}
+
+func (p *Publisher) newClient() (*kgo.Client, error) {
+	cl, err := kgo.NewClient(options(p.cfg, hooks{p})...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	return cl, nil
 }
 
 // Close waits for the call in progress and closes the client. Publish calls
@@ -61,7 +80,10 @@ func (p *Publisher) Close() error {
 
 // Ping reports whether a broker answers.
 func (p *Publisher) Ping(ctx context.Context) error {
-	if err := p.cl.Ping(ctx); err != nil {
+	p.clMu.Lock()
+	cl := p.cl
+	p.clMu.Unlock()
+	if err := cl.Ping(ctx); err != nil {
 		return fmt.Errorf("kafka: ping: %w", classify(err))
 	}
 	return nil
@@ -77,6 +99,14 @@ func (p *Publisher) Ping(ctx context.Context) error {
 // their outcome is unknown too. A failure whose request may have reached the
 // broker wraps [outbox.ErrUnknownOutcome]. A call returns within
 // Config.DeliveryTimeout and a half second, earlier when ctx ends.
+//
+// In transactional mode the call is one Kafka transaction: a message is
+// published (nil) when the transaction that carries it committed, and a
+// failed one was not appended, or its transaction aborted. A message with
+// outbox.Message.Reclaimed set that an earlier committed transaction
+// carried returns nil and is not produced again; one that could not be
+// looked up, or whose transaction's commit could not be confirmed, wraps
+// [outbox.ErrInDoubt]. No error wraps outbox.ErrUnknownOutcome.
 func (p *Publisher) Publish(ctx context.Context, msgs []*outbox.Message) []error {
 	if len(msgs) == 0 {
 		return nil
@@ -101,8 +131,11 @@ func (p *Publisher) Publish(ctx context.Context, msgs []*outbox.Message) []error
 		}
 		return errs
 	}
-	c := &call{p: p, msgs: msgs, errs: errs, failed: map[topicKey]failure{}, alone: map[int]int32{}}
-	c.run(ctx)
+	if p.cfg.Transactional {
+		p.publishTxn(ctx, msgs, errs)
+	} else {
+		newCall(p, msgs, errs).run(ctx)
+	}
 	if slices.ContainsFunc(errs, func(err error) bool { return err != nil }) {
 		return errs
 	}

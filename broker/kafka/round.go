@@ -37,6 +37,9 @@ type round struct {
 	// written is set once a produce request reached a broker while the
 	// round ran: from then on a failed record may have been appended.
 	written atomic.Bool
+	// abandoned is set when the round gave up records that may have been
+	// in flight.
+	abandoned bool
 }
 
 // outcome says what became of the records of a round.
@@ -90,6 +93,12 @@ func (p *Publisher) run(ctx context.Context, r *round) outcome {
 	for _, rec := range r.recs {
 		p.cl.Produce(ctx, rec, r.promise)
 	}
+	// The records of a topic new to the client wait for its metadata. The
+	// client's metadata goroutine places them, and stores the topic's
+	// partitions only after that: a flush that starts in between does not
+	// see those partitions, and with manual flushing nothing else sends
+	// their records. Such a round nudges the client while it flushes.
+	late := r.nplaced.Load() < int64(len(r.recs))
 
 	// A record waits in the client until its topic's partitions are
 	// known; by ctx's end at the latest, it is placed or failed.
@@ -115,15 +124,53 @@ func (p *Publisher) run(ctx context.Context, r *round) outcome {
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(abortGrace, cancel) })
 	defer stop()
+	if late {
+		defer p.nudge(fctx)()
+	}
 	if err := p.cl.Flush(fctx); err != nil {
 		// The client did not fail the records that were left when ctx
 		// ended. Abandon them: the client moves to a new producer epoch
 		// before it sends again, so none of them can be appended after a
 		// later record of its partition.
 		p.cl.UnsafeAbortBufferedRecords()
+		r.abandoned = true
 	}
 	r.done.Wait()
 	return sent
+}
+
+// nudgeInterval is how often a flush of records that waited for their
+// topic's metadata is started again.
+const nudgeInterval = 20 * time.Millisecond
+
+// nudge starts a flush with a context already done, every nudgeInterval
+// until the returned function is called or ctx ends: each one makes every
+// partition the client knows by then send what it holds, and returns at
+// once.
+func (p *Publisher) nudge(ctx context.Context) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(nudgeInterval)
+		defer t.Stop()
+		now, cancel := context.WithCancel(ctx)
+		cancel()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = p.cl.Flush(now)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
 
 // waitPlaced waits until every record of r is placed or failed. The client

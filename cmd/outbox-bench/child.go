@@ -44,7 +44,7 @@ func runChild() error {
 	if err != nil {
 		return err
 	}
-	pub, err := kafka.New(kafka.Config{Brokers: []string{os.Getenv(childBrokerEnv)}})
+	pub, err := kafka.New(publisherConfig(os.Getenv(childBrokerEnv)))
 	if err != nil {
 		return err
 	}

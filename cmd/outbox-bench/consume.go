@@ -149,7 +149,7 @@ type consumer struct {
 
 func startConsumer(ctx context.Context, addr, topic string, t *tracker) (*consumer, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond), isolation())
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,7 @@ func runRelays(ctx context.Context, st store.Store, addr string, n int, deleteOn
 		}
 	}
 	for i := range n {
-		p, err := kafka.New(kafka.Config{Brokers: []string{addr}})
+		p, err := kafka.New(publisherConfig(addr))
 		if err != nil {
 			stop()
 			return nil, err

@@ -27,6 +27,8 @@
 //
 //	go run ./cmd/outbox-bench          # defaults, a few minutes
 //	go run ./cmd/outbox-bench -quick   # small N, under a minute
+//	go run ./cmd/outbox-bench -kafka 127.0.0.1:9092 -transactional -only drain,steady
+//	                                   # relays in Kafka transactions
 package main
 
 import (
@@ -93,7 +95,11 @@ func main() {
 		"Apache Kafka broker to repeat the 1-relay drain and the in-process steady run against, beside devkafka; empty skips, and so does a broker that cannot be reached")
 	flag.Float64Var(&o.maxLoad, "max-load", 1.5, "a measured run that starts above this 1-minute load average is repeated")
 	flag.IntVar(&o.repeats, "repeats", 2, "how many times at most a measured run is repeated because of the load")
+	txn := flag.Bool("transactional", false, "relays publish in Kafka transactions (kafka.Config.Transactional); consumers read committed")
 	flag.Parse()
+	if *txn {
+		os.Setenv(transactionalEnv, "1") // the relay children inherit it
+	}
 	if o.quick {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })

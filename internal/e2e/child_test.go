@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -46,7 +47,9 @@ func TestMain(m *testing.M) {
 // its possible-duplicate counter, so the parent knows every duplicate this
 // process counted before it could have caused one, even if it is SIGKILLed
 // right after: a re-claimed event is counted before the publish, an unknown
-// outcome before the store hears of it.
+// outcome before the store hears of it. After a publish the broker accepted
+// messages of, it also prints "published", so that the parent can kill it
+// between the publish and the mark.
 func childRelay() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -55,7 +58,11 @@ func childRelay() error {
 		return err
 	}
 	defer closeStore()
-	kp, err := kafka.New(kafka.Config{Brokers: strings.Split(os.Getenv("E2E_BROKERS"), ",")})
+	kc := kafka.Config{Brokers: strings.Split(os.Getenv("E2E_BROKERS"), ",")}
+	if id := os.Getenv("E2E_TXN_ID"); id != "" {
+		kc = transactional(kc, id, os.Getenv("E2E_PROGRESS"))
+	}
+	kp, err := kafka.New(kc)
 	if err != nil {
 		return err
 	}
@@ -117,11 +124,15 @@ func (d *dupReporter) report() {
 
 func (d *dupReporter) TracePublishStart(ctx context.Context, _ outbox.TracePublishStartData) context.Context {
 	d.report() // os.Stdout is unbuffered: the line is out before the publish
+	fmt.Println("publishing")
 	return ctx
 }
 
-func (d *dupReporter) TracePublishEnd(context.Context, outbox.TracePublishEndData) {
+func (d *dupReporter) TracePublishEnd(_ context.Context, data outbox.TracePublishEndData) {
 	d.report() // the relay counted this publish's unknown outcomes; the store has not heard of them
+	if data.Errs == nil || slices.Contains(data.Errs, nil) {
+		fmt.Println("published")
+	}
 }
 
 // child is a running relay child process.
@@ -129,6 +140,10 @@ type child struct {
 	cmd  *exec.Cmd
 	dups atomic.Int64
 	done chan struct{}
+	// published receives a value when the child has published a batch
+	// and not recorded it yet, publishing when it starts to publish one
+	// (if nobody waits, the value is dropped).
+	published, publishing chan struct{}
 }
 
 // startChild starts a relay process and waits until it is ready.
@@ -144,7 +159,7 @@ func startChild(t *testing.T, env ...string) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, done: make(chan struct{})}
+	c := &child{cmd: cmd, done: make(chan struct{}), published: make(chan struct{}), publishing: make(chan struct{})}
 	ready := make(chan struct{})
 	go func() {
 		defer close(c.done)
@@ -153,6 +168,15 @@ func startChild(t *testing.T, env ...string) *child {
 			line := sc.Text()
 			if line == "ready" {
 				close(ready)
+			} else if line == "published" || line == "publishing" {
+				ch := c.published
+				if line == "publishing" {
+					ch = c.publishing
+				}
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
 			} else if n, ok := strings.CutPrefix(line, "dups "); ok {
 				v, _ := strconv.ParseInt(n, 10, 64)
 				c.dups.Store(v)
@@ -169,6 +193,33 @@ func startChild(t *testing.T, env ...string) *child {
 	}
 	t.Cleanup(func() { c.signal(syscall.SIGKILL) })
 	return c
+}
+
+// killAfterPublish SIGKILLs the child right after it published a batch,
+// before it can record it: the batch's events are reclaimed by the next
+// relay, which must not publish them again in transactional mode. It waits
+// up to a minute for a publish.
+func (c *child) killAfterPublish(t *testing.T) {
+	t.Helper()
+	select {
+	case <-c.published:
+	case <-time.After(time.Minute):
+		t.Fatal("the child published nothing within a minute")
+	}
+	c.signal(syscall.SIGKILL)
+}
+
+// stopInPublish stops the child (SIGSTOP) as it starts to publish a batch,
+// waiting up to a minute for one; cont continues it.
+func (c *child) stopInPublish(t *testing.T) (cont func()) {
+	t.Helper()
+	select {
+	case <-c.publishing:
+	case <-time.After(time.Minute):
+		t.Fatal("the child published nothing within a minute")
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGSTOP)
+	return func() { _ = c.cmd.Process.Signal(syscall.SIGCONT) }
 }
 
 // signal sends sig and waits for the process to exit.

@@ -32,16 +32,37 @@ func commit(t testing.TB, h storetest.Harness, c *faulttest.Checker, events ...o
 	c.Committed(events...)
 }
 
-// writeSteadily commits one event per tick at rate events/s over keys for d,
-// each in its own transaction, and returns when done.
-func writeSteadily(t *testing.T, h storetest.Harness, c *faulttest.Checker, topic string, keys, rate int, d time.Duration) {
+// writeSteadily commits n events, one per tick at rate events/s over keys,
+// each in its own transaction, and returns when done. A slow machine writes
+// them more slowly, never fewer.
+func writeSteadily(t *testing.T, h storetest.Harness, c *faulttest.Checker, topic string, keys, rate, n int) {
+	t.Helper()
+	writeUntil(t, h, c, topic, keys, rate, func(i int) bool { return i == n })
+}
+
+// writeUntil commits events as writeSteadily does until stop(i) holds
+// before the i-th (from 0), and returns how many it wrote.
+func writeUntil(t *testing.T, h storetest.Harness, c *faulttest.Checker, topic string, keys, rate int, stop func(i int) bool) int {
 	t.Helper()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
-	end := time.Now().Add(d)
-	for i := 0; time.Now().Before(end); i++ {
+	i := 0
+	for ; !stop(i); i++ {
 		<-tick.C
 		commit(t, h, c, event(topic, fmt.Sprint("key-", i%keys), i))
+	}
+	return i
+}
+
+// waitReceived waits until the consumer received at least n messages.
+func waitReceived(t *testing.T, tc *testenv.KafkaConsumer, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(tc.Received()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages received after %v", len(tc.Received()), n, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

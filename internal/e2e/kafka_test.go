@@ -67,11 +67,9 @@ func TestKafkaOutage(t *testing.T) {
 	writing := make(chan struct{})
 	go func() {
 		defer close(writing)
-		writeSteadily(t, h, check, topic, 50, 300, 12*time.Second)
+		writeSteadily(t, h, check, topic, 50, 300, 3600)
 	}()
-	for len(tc.Received()) < 300 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitReceived(t, tc, 300, time.Minute)
 	c.Kill(0)
 	for r.Stats().Released == 0 {
 		time.Sleep(10 * time.Millisecond) // until publishes met the outage

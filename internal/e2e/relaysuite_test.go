@@ -33,6 +33,19 @@ func TestRelaySuiteKafka(t *testing.T) {
 	})
 }
 
+// The relay suite over broker/kafka in transactional mode, read back by a
+// read_committed consumer.
+func TestRelaySuiteKafkaTransactional(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	relaytest.RunBroker(t, testenv.PostgresHarness, func(t *testing.T) relaytest.Broker {
+		topic := testenv.KafkaTopic(t, brokers, 4)
+		pub, err := kafka.New(transactional(kafka.Config{Brokers: brokers}, testenv.Table("relay"), progressTopic(t, brokers)))
+		require.NoError(t, err)
+		t.Cleanup(func() { pub.Close() })
+		return relaytest.Broker{Publisher: pub, Topic: topic, Received: testenv.ConsumeKafkaCommitted(t, brokers, topic).Received}
+	})
+}
+
 // The relay suite over the Watermill-Kafka path (wmbroker.New over a
 // watermill-kafka publisher) and Apache Kafka.
 func TestRelaySuiteWatermillKafka(t *testing.T) {

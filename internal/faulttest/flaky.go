@@ -19,7 +19,9 @@ import (
 // can also hold publishes back. It keeps the publisher contract: once a
 // message of a topic and key fails, the later ones of that key are not sent
 // and get outbox.ErrSkipped. Its failures never reach the broker, so they
-// are no possible duplicates.
+// are no possible duplicates. A reclaimed message is never failed at
+// random: failed before the publisher looked it up, it would lose its mark
+// (see broker.Publisher).
 type Flaky struct {
 	inner broker.Publisher
 	rate  float64
@@ -95,7 +97,7 @@ func (f *Flaky) Publish(ctx context.Context, msgs []*outbox.Message) []error {
 			errs[i] = f.down
 		case f.fail[m.ID] != nil:
 			errs[i] = f.fail[m.ID]
-		case f.rate > 0 && f.rng.Float64() < f.rate:
+		case f.rate > 0 && !m.Reclaimed && f.rng.Float64() < f.rate:
 			errs[i] = ErrInjected
 		default:
 			send = append(send, m)

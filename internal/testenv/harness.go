@@ -45,6 +45,10 @@ func PostgresHarness(t *testing.T) storetest.Harness {
 			err = pool.QueryRow(ctx, `SELECT count(*) FROM `+migrations.ClaimsTable(table)).Scan(&n)
 			return n, err
 		},
+		Held: func(ctx context.Context, id uuid.UUID) (held bool, err error) {
+			err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+migrations.ClaimsTable(table)+` WHERE $1 = ANY(event_ids))`, id).Scan(&held)
+			return held, err
+		},
 		Row: func(ctx context.Context, id uuid.UUID) (retries int, lastError string, err error) {
 			var last *string
 			err = pool.QueryRow(ctx, `SELECT retry_count, last_error FROM `+table+` WHERE id = $1`, id.String()).Scan(&retries, &last)
@@ -142,6 +146,10 @@ func MySQLHarness(t *testing.T) storetest.Harness {
 		Claims: func(ctx context.Context) (n int64, err error) {
 			err = db.QueryRowContext(ctx, `SELECT count(*) FROM `+migrations.ClaimsTable(table)).Scan(&n)
 			return n, err
+		},
+		Held: func(ctx context.Context, id uuid.UUID) (held bool, err error) {
+			err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+migrations.ClaimsTable(table)+` WHERE LOCATE(?, event_ids) > 0)`, id.String()).Scan(&held)
+			return held, err
 		},
 		Row: func(ctx context.Context, id uuid.UUID) (retries int, lastError string, err error) {
 			var last sql.NullString

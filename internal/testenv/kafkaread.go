@@ -15,34 +15,100 @@ import (
 )
 
 // ReadKafka returns every record of topic, from its start to its end offsets
-// at the time of the call, in order within each partition. It reads with its
-// own client, so that a check does not share the producer's assumptions.
+// at the time of the call, in order within each partition, the records of
+// aborted transactions included. It reads with its own client, so that a
+// check does not share the producer's assumptions.
 func ReadKafka(t testing.TB, brokers []string, topic string) []*kgo.Record {
 	t.Helper()
+	return readKafka(t, brokers, topic, false)
+}
+
+// ReadKafkaCommitted returns the records of topic that a read_committed
+// consumer sees, in order within each partition, once no transaction on the
+// topic is open: it first waits, up to two minutes, until each partition's
+// last stable offset is its end (the coordinator aborts a crashed
+// producer's transaction after its timeout).
+func ReadKafkaCommitted(t testing.TB, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	return readKafka(t, brokers, topic, true)
+}
+
+func readKafka(t testing.TB, brokers []string, topic string, committed bool) []*kgo.Record {
+	t.Helper()
+	isolation := kgo.ReadUncommitted()
+	if committed {
+		isolation = kgo.ReadCommitted()
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(isolation), kgo.KeepControlRecords())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
+	var starts, ends kadm.ListedOffsets
+	for {
+		var stable kadm.ListedOffsets
+		starts, err = adm.ListStartOffsets(ctx, topic)
+		if err == nil {
+			err = starts.Error()
+		}
+		if err == nil {
+			ends, err = adm.ListEndOffsets(ctx, topic)
+		}
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil && committed {
+			stable, err = adm.ListCommittedOffsets(ctx, topic)
+			if err == nil {
+				err = stable.Error()
+			}
+		}
+		open := false
+		if err == nil && committed {
+			ends.Each(func(o kadm.ListedOffset) {
+				s, _ := stable.Lookup(topic, o.Partition)
+				open = open || s.Offset != o.Offset
+			})
+		}
+		if err == nil && !open {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("offsets of %s: transactions open or %v", topic, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil {
-		t.Fatalf("end offsets of %s: %v", topic, err)
-	}
-	want := 0
-	ends.Each(func(o kadm.ListedOffset) { want += int(o.Offset) })
+	// Each partition ends with a record that the consumer is handed: a
+	// data record, or the control record that ends a transaction.
+	left := map[int32]int64{} // the last offset of each partition not read yet
+	ends.Each(func(o kadm.ListedOffset) {
+		if s, _ := starts.Lookup(topic, o.Partition); s.Offset < o.Offset {
+			left[o.Partition] = o.Offset - 1
+		}
+	})
 	var recs []*kgo.Record
-	for len(recs) < want {
+	for len(left) > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d records of %s", len(recs), want, topic)
+			t.Fatalf("read %s: %d partitions not read to their end", topic, len(left))
 		}
-		recs = append(recs, fs.Records()...)
+		fs.EachRecord(func(r *kgo.Record) {
+			last, ok := left[r.Partition]
+			if !ok || r.Offset > last {
+				return // appended after the call
+			}
+			if !r.Attrs.IsControl() {
+				recs = append(recs, r)
+			}
+			if r.Offset == last {
+				delete(left, r.Partition)
+			}
+		})
 	}
 	return recs
 }
@@ -58,8 +124,20 @@ type KafkaConsumer struct {
 // the test.
 func ConsumeKafka(t testing.TB, brokers []string, topic string) *KafkaConsumer {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AllowAutoTopicCreation())
+	return consumeKafka(t, brokers, topic)
+}
+
+// ConsumeKafkaCommitted is ConsumeKafka with isolation.level=read_committed:
+// it sees the records of committed transactions only.
+func ConsumeKafkaCommitted(t testing.TB, brokers []string, topic string) *KafkaConsumer {
+	t.Helper()
+	return consumeKafka(t, brokers, topic, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+}
+
+func consumeKafka(t testing.TB, brokers []string, topic string, opts ...kgo.Opt) *KafkaConsumer {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AllowAutoTopicCreation()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,10 @@ func SQLiteHarness(t *testing.T) storetest.Harness {
 			err = db.QueryRowContext(ctx, `SELECT count(*) FROM `+migrations.ClaimsTable(table)).Scan(&n)
 			return n, err
 		},
+		Held: func(ctx context.Context, id uuid.UUID) (held bool, err error) {
+			err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+migrations.ClaimsTable(table)+` WHERE instr(event_ids, ?) > 0)`, id.String()).Scan(&held)
+			return held, err
+		},
 		Row: func(ctx context.Context, id uuid.UUID) (retries int, lastError string, err error) {
 			var last sql.NullString
 			err = db.QueryRowContext(ctx, `SELECT retry_count, last_error FROM `+table+` WHERE id = ?`, id.String()).Scan(&retries, &last)

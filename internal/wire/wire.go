@@ -33,7 +33,7 @@ func Message(rec *store.Record) *outbox.Message {
 	}
 	return &outbox.Message{
 		ID: rec.ID, Topic: rec.Topic, Key: rec.Key, Value: rec.Payload, Headers: h,
-		Attempts: rec.Attempts, CreatedAt: rec.CreatedAt,
+		Attempts: rec.Attempts, CreatedAt: rec.CreatedAt, Reclaimed: rec.Reclaimed,
 	}
 }
 

@@ -77,6 +77,9 @@ func RunBroker(t *testing.T, newHarness func(t *testing.T) storetest.Harness, ne
 		{"PublishAndDelete", testPublishAndDelete},
 		{"ShutdownMarksBatchInFlight", testShutdownMarks},
 		{"ShutdownDuringBreakerPause", testShutdownDuringPause},
+		{"InDoubtStaysLeased", testInDoubt},
+		{"ReclaimedHeldStaysLeased", testReclaimedHeld},
+		{"PublishingEndsWithinLease", testPublishWithinLease},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -588,4 +591,215 @@ func testShutdownDuringPause(t *testing.T, h storetest.Harness, b Broker) {
 	began := time.Now()
 	stop()
 	require.Less(t, time.Since(began), time.Second)
+}
+
+// scripted hands messages on to a publisher except as a test decides: by
+// message and by how often it was handed over before, it fails one, or
+// stalls the call (ignoring its context) until unstall. It records the
+// Reclaimed mark of each hand-over.
+type scripted struct {
+	inner broker.Publisher
+	// answer returns what to do with m at its n-th hand-over (from 0):
+	// fail it with err, stall the call, or pass it on (nil, false).
+	answer  func(m *outbox.Message, n int) (err error, stall bool)
+	unstall chan struct{}
+
+	mu   sync.Mutex
+	seen map[uuid.UUID][]bool
+}
+
+func newScripted(inner broker.Publisher, answer func(m *outbox.Message, n int) (error, bool)) *scripted {
+	return &scripted{inner: inner, answer: answer, unstall: make(chan struct{}), seen: map[uuid.UUID][]bool{}}
+}
+
+// handovers returns the Reclaimed mark of each hand-over of id.
+func (s *scripted) handovers(id uuid.UUID) []bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]bool(nil), s.seen[id]...)
+}
+
+func (s *scripted) Publish(ctx context.Context, msgs []*outbox.Message) []error {
+	errs := make([]error, len(msgs))
+	failed := map[string]error{}
+	var pass []*outbox.Message
+	var at []int
+	stall := false
+	s.mu.Lock()
+	for i, m := range msgs {
+		err, st := s.answer(m, len(s.seen[m.ID]))
+		s.seen[m.ID] = append(s.seen[m.ID], m.Reclaimed)
+		stall = stall || st
+		switch {
+		case failed[m.Key] != nil:
+			errs[i] = fmt.Errorf("%w: %v", outbox.ErrSkipped, failed[m.Key])
+		case err != nil:
+			errs[i] = err
+			failed[m.Key] = err
+		default:
+			pass = append(pass, m)
+			at = append(at, i)
+		}
+	}
+	s.mu.Unlock()
+	if stall {
+		<-s.unstall
+		for i := range errs {
+			errs[i] = errors.New("stalled")
+		}
+		return errs
+	}
+	if len(pass) > 0 {
+		for j, err := range s.inner.Publish(ctx, pass) {
+			errs[at[j]] = err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return errs
+		}
+	}
+	return nil
+}
+
+// leased says whether a claim still holds the event.
+func leased(t *testing.T, h storetest.Harness, id uuid.UUID) bool {
+	t.Helper()
+	held, err := h.Held(context.Background(), id)
+	require.NoError(t, err)
+	return held
+}
+
+// An event whose publish is in doubt (outbox.ErrInDoubt) stays leased, with
+// no attempt counted, until its lease ends, and the later events of its key
+// wait behind it; the next claim hands it over again, reclaimed, and it is
+// published once.
+func testInDoubt(t *testing.T, h storetest.Harness, b Broker) {
+	check := faulttest.NewChecker()
+	x, y := b.event("k", 0), b.event("k", 1)
+	pub := newScripted(b.Publisher, func(m *outbox.Message, n int) (error, bool) {
+		if m.ID == x.ID && n == 0 {
+			return fmt.Errorf("%w: commit unconfirmed", outbox.ErrInDoubt), false
+		}
+		return nil, false
+	})
+	cfg := FastConfig()
+	cfg.Lease = time.Second
+	r, _ := Start(t, h.Store, pub, cfg)
+	commit(t, h, check, x, y)
+	// y, skipped behind x, is released at once; x is not.
+	Eventually(t, 30*time.Second, "y released", func() bool { return len(pub.handovers(y.ID)) == 1 && !leased(t, h, y.ID) })
+	require.True(t, leased(t, h, x.ID), "x kept its lease")
+	Eventually(t, 30*time.Second, "all published", func() bool { return check.Missing(b.Received()) == 0 })
+	require.Equal(t, []bool{false, true}, pub.handovers(x.ID), "handed over again as reclaimed")
+	report := check.Check(b.Received(), r.Stats().PossibleDuplicates)
+	require.True(t, report.OK(), report.String())
+	require.Zero(t, report.Duplicates)
+	require.Zero(t, count(t, h, "retry_count > 0"), "no attempt counted")
+}
+
+// A reclaimed event that the relay does not hand to the publisher (an
+// earlier event of its key failed in the batch) stays leased rather than
+// released, so that it is still reclaimed when it is handed over. A relay
+// stalls past its lease on key a's first event; another reclaims both of
+// a's events, on two topics; the first fails, so the second is held back.
+// It uses a topic of its own, so it runs on the recorder whatever the
+// suite's broker.
+func testReclaimedHeld(t *testing.T, h storetest.Harness, _ Broker) {
+	check := faulttest.NewChecker()
+	b := Recorder(t)
+	a1, a2 := b.event("a", 0), b.event("a", 1)
+	a2.Topic = b.Topic + "-other"
+	stalling := newScripted(b.Publisher, func(*outbox.Message, int) (error, bool) { return nil, true })
+	defer close(stalling.unstall)
+	failing := newScripted(b.Publisher, func(m *outbox.Message, n int) (error, bool) {
+		if m.ID == a1.ID && n == 0 {
+			return errors.New("try again"), false
+		}
+		return nil, false
+	})
+	cfg := FastConfig()
+	cfg.Lease = time.Second
+	cfg.ErrorRetryInterval = 500 * time.Millisecond
+	cfg.MaxBackoff = 500 * time.Millisecond
+	cfg.Owner = "stalled"
+	commit(t, h, check, a1, a2)
+	Start(t, h.Store, stalling, cfg)
+	Eventually(t, 30*time.Second, "the first relay stalls", func() bool { return len(stalling.handovers(a1.ID)) == 1 })
+	cfg.Owner = "second"
+	r, _ := Start(t, h.Store, failing, cfg)
+	Eventually(t, 30*time.Second, "a1 failed once", func() bool {
+		retries, _, err := h.Row(context.Background(), a1.ID)
+		require.NoError(t, err)
+		return retries == 1
+	})
+	require.True(t, leased(t, h, a2.ID), "a2 kept its lease")
+	Eventually(t, 30*time.Second, "a2 handed over", func() bool { return len(failing.handovers(a2.ID)) > 0 })
+	require.Equal(t, []bool{true}, failing.handovers(a2.ID), "a2 was handed over reclaimed")
+	require.Empty(t, stalling.handovers(a2.ID))
+	Eventually(t, 30*time.Second, "all published", func() bool { return check.Missing(b.Received()) == 0 })
+	report := check.Check(b.Received(), r.Stats().PossibleDuplicates)
+	require.True(t, report.OK(), report.String())
+}
+
+// deadlines records the deadline of each Publish call's context, by topic.
+type deadlines struct {
+	broker.Publisher
+	slow time.Duration // how long a call to the first topic takes
+	mu   sync.Mutex
+	by   map[string]time.Time
+}
+
+func (d *deadlines) Publish(ctx context.Context, msgs []*outbox.Message) []error {
+	deadline, _ := ctx.Deadline()
+	d.mu.Lock()
+	if _, ok := d.by[msgs[0].Topic]; !ok {
+		d.by[msgs[0].Topic] = deadline
+	}
+	first := len(d.by) == 1
+	d.mu.Unlock()
+	if first {
+		time.Sleep(d.slow)
+	}
+	return d.Publisher.Publish(ctx, msgs)
+}
+
+// slowClaims answers claims late, as a database whose answer is held up
+// after the claim committed; sent records when the first claim was sent.
+type slowClaims struct {
+	store.Store
+	delay time.Duration
+	once  sync.Once
+	sent  time.Time
+}
+
+func (s *slowClaims) Claim(ctx context.Context, p store.ClaimParams) (store.Claim, error) {
+	s.once.Do(func() { s.sent = time.Now() })
+	c, err := s.Store.Claim(ctx, p)
+	time.Sleep(s.delay)
+	return c, err
+}
+
+// A batch's publishing ends three quarters of the lease after the claim was
+// sent, however many topics it has and however late the claim's answer
+// came: a slow first topic leaves the next one only what is left, so that
+// nothing is published after another relay may have reclaimed it. It uses
+// topics of its own, so it runs on the recorder.
+func testPublishWithinLease(t *testing.T, h storetest.Harness, _ Broker) {
+	b := Recorder(t)
+	check := faulttest.NewChecker()
+	pub := &deadlines{Publisher: b.Publisher, slow: 300 * time.Millisecond, by: map[string]time.Time{}}
+	e1, e2 := Event("k", 0), Event("j", 0)
+	e2.Topic = "payments"
+	commit(t, h, check, e1, e2)
+	cfg := FastConfig()
+	cfg.Lease = 4 * time.Second
+	st := &slowClaims{Store: h.Store, delay: time.Second}
+	Start(t, st, pub, cfg)
+	Eventually(t, 30*time.Second, "both published", func() bool { return check.Missing(b.Received()) == 0 })
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	require.Len(t, pub.by, 2)
+	require.Equal(t, pub.by["orders"], pub.by["payments"], "one deadline for the batch")
+	require.LessOrEqual(t, pub.by["orders"].Sub(st.sent), cfg.Lease*3/4, "counted from the claim's start")
 }

@@ -4,8 +4,10 @@
 # by the tests that start a 3-broker cluster (internal/kafkacluster).
 #
 #   node.sh fetch                  fetch the broker's jars once (Maven Central)
-#   node.sh start DIR ID PORT CONTROLLER_PORT VOTERS REPLICAS CLUSTER_ID
-#                                  format DIR once, start the node, print its PID
+#   node.sh start DIR ID PORT CONTROLLER_PORT VOTERS REPLICAS CLUSTER_ID [ADVERTISED_PORT]
+#                                  format DIR once, start the node, print its PID;
+#                                  clients are told to connect to ADVERTISED_PORT
+#                                  (default PORT), where a test may run a proxy
 #   node.sh wait DIR [SECONDS]     wait until the node started last in DIR serves
 #   node.sh cluster-id             print a new cluster ID
 #   node.sh version                print the pinned Kafka version
@@ -43,8 +45,8 @@ jvm=(java -Xms128m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.head
 	-Dlog4j2.configurationFile="$here/log4j2.properties" -cp "$libs/*")
 
 start() {
-	[ $# -eq 7 ] || die "usage: node.sh start DIR ID PORT CONTROLLER_PORT VOTERS REPLICAS CLUSTER_ID"
-	local dir=$1 id=$2 port=$3 cport=$4 voters=$5 replicas=$6 cluster=$7
+	[ $# -eq 7 ] || [ $# -eq 8 ] || die "usage: node.sh start DIR ID PORT CONTROLLER_PORT VOTERS REPLICAS CLUSTER_ID [ADVERTISED_PORT]"
+	local dir=$1 id=$2 port=$3 cport=$4 voters=$5 replicas=$6 cluster=$7 aport=${8:-$3}
 	fetch
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
@@ -54,7 +56,7 @@ process.roles=broker,controller
 node.id=$id
 controller.quorum.voters=$voters
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+advertised.listeners=PLAINTEXT://127.0.0.1:$aport
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -112,5 +114,5 @@ cluster-id) cluster_id ;;
 start) shift; start "$@" ;;
 wait) shift; wait_ready "$@" ;;
 version) version ;;
-*) die "usage: node.sh fetch | cluster-id | start DIR ID PORT CONTROLLER_PORT VOTERS REPLICAS CLUSTER_ID | wait DIR [SECONDS] | version" ;;
+*) die "usage: node.sh fetch | cluster-id | start DIR ID PORT CONTROLLER_PORT VOTERS REPLICAS CLUSTER_ID [ADVERTISED_PORT] | wait DIR [SECONDS] | version" ;;
 esac

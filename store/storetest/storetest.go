@@ -35,6 +35,8 @@ type Harness struct {
 	// Claims counts the table's claims that hold events, live or ended:
 	// the rows of migrations.ClaimsTable.
 	Claims func(ctx context.Context) (int64, error)
+	// Held says whether a claim, live or ended, still holds the event.
+	Held func(ctx context.Context, id uuid.UUID) (bool, error)
 	// Row returns retry_count and last_error of one event.
 	Row func(ctx context.Context, id uuid.UUID) (retryCount int, lastError string, err error)
 	// Lock locks the row of one event in a transaction of its own, as a

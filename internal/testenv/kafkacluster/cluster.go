@@ -1,9 +1,11 @@
 // Package kafkacluster starts a real Apache Kafka cluster for failover tests:
 // three KRaft nodes (each broker and controller) on free 127.0.0.1 ports,
 // topics at replication factor 3 with min.insync.replicas=2. Nodes are OS
-// processes that a test can SIGKILL, pause and restart from their log
-// directories. The nodes are started by scripts/kafka/node.sh, the script
-// `make services` uses, from the jars it keeps in .cache/kafka/libs.
+// processes that a test can SIGKILL, stop, pause and restart from their log
+// directories. With [WithProxies], every connection to a node goes through
+// a proxy that can lose requests or their answers. The nodes are started by
+// scripts/kafka/node.sh, the script `make services` uses, from the jars it
+// keeps in .cache/kafka/libs.
 package kafkacluster
 
 import (
@@ -42,14 +44,37 @@ type node struct {
 	dir         string
 	port, cport int
 	pid         int
+	// proxy, when set, is where clients connect: the node advertises it.
+	proxy *proxy
 }
+
+// addr returns the address clients connect to.
+func (nd *node) addr() string {
+	if nd.proxy != nil {
+		return "127.0.0.1:" + strconv.Itoa(nd.proxy.port())
+	}
+	return "127.0.0.1:" + strconv.Itoa(nd.port)
+}
+
+// Option changes how Start starts a cluster.
+type Option func(*options)
+
+type options struct{ proxies bool }
+
+// WithProxies puts a proxy in front of every node (see LoseRequests and
+// LoseResponses).
+func WithProxies() Option { return func(o *options) { o.proxies = true } }
 
 // Start starts a cluster of n nodes (n is 3 for the failover tests) and
 // waits until every node serves; the cluster is killed at the end of the
 // test. Under CI a cluster that cannot start fails the test; elsewhere it
 // skips (no Java, say).
-func Start(t testing.TB, n int) *Cluster {
+func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if _, err := exec.LookPath("java"); err != nil {
 		testenv.Unavailable(t, "java (for the Kafka cluster)", err)
 	}
@@ -63,6 +88,14 @@ func Start(t testing.TB, n int) *Cluster {
 	var voters []string
 	for i := range n {
 		nd := &node{id: i + 1, dir: filepath.Join(c.dir, "node-"+strconv.Itoa(i+1)), port: ports[2*i], cport: ports[2*i+1]}
+		if o.proxies {
+			px, err := newProxy("127.0.0.1:" + strconv.Itoa(nd.port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(px.close)
+			nd.proxy = px
+		}
 		c.nodes = append(c.nodes, nd)
 		voters = append(voters, fmt.Sprintf("%d@127.0.0.1:%d", nd.id, nd.cport))
 	}
@@ -85,9 +118,43 @@ func Start(t testing.TB, n int) *Cluster {
 func (c *Cluster) Brokers() []string {
 	out := make([]string, len(c.nodes))
 	for i, nd := range c.nodes {
-		out[i] = "127.0.0.1:" + strconv.Itoa(nd.port)
+		out[i] = nd.addr()
 	}
 	return out
+}
+
+// LoseResponses makes node i's proxy lose the responses to requests with the
+// Kafka API key key (0 is Produce, 26 EndTxn) until restore is called: the
+// node handles each request, the client never hears of it, and nothing more
+// goes through that connection until the client or the node closes it. lost
+// is closed at the first. The cluster must have been started WithProxies.
+func (c *Cluster) LoseResponses(i int, key int16) (lost <-chan struct{}, restore func()) {
+	return c.nodes[i].proxy.arm(key, true)
+}
+
+// LoseRequests is LoseResponses for the requests themselves: the node never
+// sees them.
+func (c *Cluster) LoseRequests(i int, key int16) (lost <-chan struct{}, restore func()) {
+	return c.nodes[i].proxy.arm(key, false)
+}
+
+// Stop stops node i with SIGTERM, as a rolling restart does: the node hands
+// its leaderships over and shuts down cleanly. It waits until the node is
+// gone, and kills it if it is not within a minute.
+func (c *Cluster) Stop(i int) {
+	nd := c.nodes[i]
+	nd.mu.Lock()
+	pid := nd.pid
+	nd.mu.Unlock()
+	if pid == 0 {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(time.Minute)
+	for alive(pid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.Kill(i)
 }
 
 // NodeID returns the Kafka node ID of node i (counted from 0).
@@ -102,6 +169,9 @@ func (c *Cluster) Kill(i int) {
 	nd.mu.Unlock()
 	if pid == 0 {
 		return
+	}
+	if nd.proxy != nil {
+		nd.proxy.down()
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	for alive(pid) {
@@ -200,6 +270,60 @@ func (c *Cluster) Leader(topic string, partition int32) int {
 	}
 }
 
+// WaitInSync waits, up to two minutes, until every replica of every
+// partition of topic is in sync, as a rolling restart waits before it stops
+// the next node.
+func (c *Cluster) WaitInSync(topic string) {
+	c.t.Helper()
+	adm, closeAdm := c.admin()
+	defer closeAdm()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		md, err := adm.Metadata(ctx, topic)
+		cancel()
+		synced := err == nil && len(md.Topics[topic].Partitions) > 0
+		if synced {
+			for _, p := range md.Topics[topic].Partitions {
+				synced = synced && p.Err == nil && len(p.ISR) == len(p.Replicas)
+			}
+		}
+		if synced {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: replicas not in sync after two minutes (last error %v)", topic, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TxnCoordinator returns the index of the node that coordinates the
+// transactions of a transactional ID, waiting up to a minute for one.
+func (c *Cluster) TxnCoordinator(txnID string) int {
+	c.t.Helper()
+	adm, closeAdm := c.admin()
+	defer closeAdm()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp := adm.FindTxnCoordinators(ctx, txnID)
+		cancel()
+		r, ok := resp[txnID]
+		if ok && r.Err == nil {
+			for i, nd := range c.nodes {
+				if int32(nd.id) == r.NodeID && c.Running(i) {
+					return i
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("no coordinator for %s after a minute (%v)", txnID, r.Err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func (c *Cluster) admin() (*kadm.Client, func()) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.liveBrokers()...))
 	if err != nil {
@@ -242,8 +366,12 @@ func (c *Cluster) waitHealthy() {
 func (c *Cluster) launch(i int) {
 	c.t.Helper()
 	nd := c.nodes[i]
+	aport := nd.port
+	if nd.proxy != nil {
+		aport = nd.proxy.port()
+	}
 	out, err := script("start", nd.dir, strconv.Itoa(nd.id), strconv.Itoa(nd.port), strconv.Itoa(nd.cport),
-		c.voters, strconv.Itoa(len(c.nodes)), c.id)
+		c.voters, strconv.Itoa(len(c.nodes)), c.id, strconv.Itoa(aport))
 	if err != nil {
 		c.t.Fatalf("start Kafka node %d: %v", nd.id, err)
 	}
@@ -256,10 +384,17 @@ func (c *Cluster) launch(i int) {
 	nd.mu.Unlock()
 }
 
+// wait waits until node i serves, and then opens its proxy.
 func (c *Cluster) wait(i int) {
 	c.t.Helper()
-	if out, err := script("wait", c.nodes[i].dir, "180"); err != nil {
-		c.t.Fatalf("Kafka node %d: %v %s", c.nodes[i].id, err, out)
+	nd := c.nodes[i]
+	if out, err := script("wait", nd.dir, "180"); err != nil {
+		c.t.Fatalf("Kafka node %d: %v %s", nd.id, err, out)
+	}
+	if nd.proxy != nil {
+		if err := nd.proxy.up(); err != nil {
+			c.t.Fatalf("proxy of Kafka node %d: %v", nd.id, err)
+		}
 	}
 }
 
