@@ -126,9 +126,10 @@ func (d *dupReporter) TracePublishEnd(context.Context, outbox.TracePublishEndDat
 
 // child is a running relay child process.
 type child struct {
-	cmd  *exec.Cmd
-	dups atomic.Int64
-	done chan struct{}
+	cmd     *exec.Cmd
+	dups    atomic.Int64
+	reports atomic.Int64 // "dups" lines: two per publish, one at exit
+	done    chan struct{}
 }
 
 // startChild starts a relay process and waits until it is ready.
@@ -156,6 +157,7 @@ func startChild(t *testing.T, env ...string) *child {
 			} else if n, ok := strings.CutPrefix(line, "dups "); ok {
 				v, _ := strconv.ParseInt(n, 10, 64)
 				c.dups.Store(v)
+				c.reports.Add(1)
 			}
 		}
 		_ = cmd.Wait()

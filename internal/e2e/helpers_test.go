@@ -11,6 +11,7 @@ import (
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
+	"github.com/outboxkit/outbox/relay/relaytest"
 	"github.com/outboxkit/outbox/store/storetest"
 )
 
@@ -32,17 +33,26 @@ func commit(t testing.TB, h storetest.Harness, c *faulttest.Checker, events ...o
 	c.Committed(events...)
 }
 
-// writeSteadily commits one event per tick at rate events/s over keys for d,
-// each in its own transaction, and returns when done.
-func writeSteadily(t *testing.T, h storetest.Harness, c *faulttest.Checker, topic string, keys, rate int, d time.Duration) {
-	t.Helper()
+// writeSteadily commits n events over keys, each in its own transaction, at
+// most rate per second, and returns when done. A slow machine writes them
+// more slowly, never fewer.
+func writeSteadily(t testing.TB, h storetest.Harness, c *faulttest.Checker, topic string, keys, rate, n int) {
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
-	end := time.Now().Add(d)
-	for i := 0; time.Now().Before(end); i++ {
+	for i := range n {
 		<-tick.C
 		commit(t, h, c, event(topic, fmt.Sprint("key-", i%keys), i))
 	}
+}
+
+// waitSettled waits until no event of h's table is pending: every committed
+// event was published and marked, also those that a killed relay left
+// leased, which another relay claims again once their lease expired. After
+// that, a relay that is stopped or idle publishes nothing more, and the
+// topic can be checked as it is (testenv.KafkaReceived).
+func waitSettled(t *testing.T, h storetest.Harness, timeout time.Duration) {
+	t.Helper()
+	relaytest.Eventually(t, timeout, "no pending event", func() bool { return count(t, h, "published_at IS NULL AND parked_at IS NULL") == 0 })
 }
 
 func count(t *testing.T, h storetest.Harness, where string) int64 {
