@@ -8,7 +8,7 @@ KAFKA_BROKERS = $(or $(OUTBOX_KAFKA_BROKERS),127.0.0.1:9092)
 PKGS = $(shell scripts/modules.sh list | sed 's,$$,/...,')
 
 .DEFAULT_GOAL := help
-.PHONY: help services services-down kafka-cluster python-env demo test test-python test-short bench bench-quick lint fmt tidy
+.PHONY: help services services-down kafka-cluster python-env demo test test-python test-short test-offline bench bench-quick lint fmt tidy
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,15 +30,19 @@ kafka-cluster: ## Start a 3-broker Kafka cluster on 127.0.0.1:19092-19094.
 python-env: ## Build the Python compatibility suite's virtualenv in .cache/python (once per machine).
 	@scripts/python-env.sh
 
-test: services python-env ## Run every test (vet, then go test -race) against PostgreSQL, MariaDB, Apache Kafka and RabbitMQ.
+test: services python-env ## Run every test (vet, then go test -race) against PostgreSQL, MariaDB, Apache Kafka and RabbitMQ, then test-offline.
 	$(GO) vet $(PKGS)
 	OUTBOX_KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	$(GO) run ./internal/testenv/skipcheck $(PKGS)
 
 test-python: services python-env ## Run the Python compatibility suite alone (compat/).
 	OUTBOX_KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -count=1 -v ./compat
 
 test-short: ## Run the fast tests only (skips the multi-process fault tests).
 	$(GO) test -short -count=1 $(PKGS)
+
+test-offline: ## Check that without the services the tests that need them skip, and fail with CI set.
+	$(GO) run ./internal/testenv/skipcheck $(PKGS)
 
 bench: ## Run the benchmark program with defaults (a few minutes) and print its table.
 	$(GO) run ./cmd/outbox-bench

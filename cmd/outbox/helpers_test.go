@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -100,8 +101,8 @@ func newFixture(t *testing.T, dialect string) *fixture {
 		}
 	case "postgres":
 		st := testenv.PostgresStore(t, postgres.Config{})
-		f.dsn, f.table, f.st = testenv.PostgresURL(), st.Table(), st
-		f.db = sqlDB(t, "pgx", f.dsn)
+		f.table, f.st = st.Table(), st
+		f.db, f.dsn = testDB(t, dialect)
 		f.add = func(t *testing.T, events ...outbox.Event) {
 			tx, err := st.Pool().Begin(t.Context())
 			require.NoError(t, err)
@@ -134,12 +135,16 @@ func newFixture(t *testing.T, dialect string) *fixture {
 	return f
 }
 
-func sqlDB(t *testing.T, driver, dsn string) *sql.DB {
+// testDB returns a handle on the test database of dialect and its DSN, or
+// skips the test (fails it under CI) when the database does not answer.
+func testDB(t *testing.T, dialect string) (*sql.DB, string) {
 	t.Helper()
-	db, err := sql.Open(driver, dsn)
-	require.NoError(t, err)
+	if dialect == "mysql" {
+		return testenv.MySQL(t), testenv.MySQLDSN()
+	}
+	db := stdlib.OpenDBFromPool(testenv.Postgres(t))
 	t.Cleanup(func() { db.Close() })
-	return db
+	return db, testenv.PostgresURL()
 }
 
 // sqliteFile returns the file of a SQLite database.

@@ -11,6 +11,7 @@ import (
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
+	"github.com/outboxkit/outbox/relay/relaytest"
 	"github.com/outboxkit/outbox/store/storetest"
 )
 
@@ -64,6 +65,16 @@ func waitReceived(t *testing.T, tc *testenv.KafkaConsumer, n int, timeout time.D
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// waitSettled waits until no event of h's table is pending: every committed
+// event was published and marked, also those that a killed relay left
+// leased, which another relay claims again once their lease expired. After
+// that, a relay that is stopped or idle publishes nothing more, and the
+// topic can be checked as it is (testenv.KafkaReceived).
+func waitSettled(t *testing.T, h storetest.Harness, timeout time.Duration) {
+	t.Helper()
+	relaytest.Eventually(t, timeout, "no pending event", func() bool { return count(t, h, "published_at IS NULL AND parked_at IS NULL") == 0 })
 }
 
 func count(t *testing.T, h storetest.Harness, where string) int64 {

@@ -33,14 +33,20 @@ var kafkaProbe struct {
 func Kafka(t testing.TB) []string {
 	t.Helper()
 	brokers := KafkaBrokers()
-	kafkaProbe.once.Do(func() {
-		kafkaProbe.version, kafkaProbe.err = KafkaVersion(brokers)
-	})
-	if kafkaProbe.err != nil {
-		Unavailable(t, "Kafka at "+strings.Join(brokers, ","), kafkaProbe.err)
+	if err := PingKafka(); err != nil {
+		Unavailable(t, "Kafka at "+strings.Join(brokers, ","), err)
 	}
 	t.Logf("Kafka: %s at %s", kafkaProbe.version, strings.Join(brokers, ","))
 	return brokers
+}
+
+// PingKafka reports why the test's Kafka brokers do not answer, checking
+// once per process, for Kafka and for a TestMain (see RunExamples).
+func PingKafka() error {
+	kafkaProbe.once.Do(func() {
+		kafkaProbe.version, kafkaProbe.err = KafkaVersion(KafkaBrokers())
+	})
+	return kafkaProbe.err
 }
 
 // KafkaVersion asks the brokers for their API versions and returns the

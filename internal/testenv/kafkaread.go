@@ -165,8 +165,10 @@ func (kc *KafkaConsumer) Received() []faulttest.Received {
 	return append([]faulttest.Received(nil), kc.received...)
 }
 
-// WaitAll waits until every event committed in c was received, then half a
-// second more so that late duplicates are counted too.
+// WaitAll waits until every event committed in c was received. Duplicates
+// may arrive later: a check that counts them all reads the topic with
+// KafkaReceived once no relay can publish any more (stopped, or idle with
+// nothing pending).
 func (kc *KafkaConsumer) WaitAll(t testing.TB, c *faulttest.Checker, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -176,7 +178,18 @@ func (kc *KafkaConsumer) WaitAll(t testing.TB, c *faulttest.Checker, timeout tim
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond)
+}
+
+// KafkaReceived returns what is on topic now (ReadKafka), as the checker
+// reads it.
+func KafkaReceived(t testing.TB, brokers []string, topic string) []faulttest.Received {
+	t.Helper()
+	recs := ReadKafka(t, brokers, topic)
+	out := make([]faulttest.Received, len(recs))
+	for i, r := range recs {
+		out[i] = Received(r)
+	}
+	return out
 }
 
 // Received reads a record as the checker does: its event ID from the

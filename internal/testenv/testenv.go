@@ -9,6 +9,8 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"flag"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -48,16 +50,16 @@ func Unavailable(t testing.TB, what string, err error) {
 // Postgres returns a pool on the test PostgreSQL, closed at the end of the test.
 func Postgres(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	pool, err := pgxpool.New(ctx, PostgresURL())
+	pool, err := pgxpool.New(context.Background(), PostgresURL())
 	if err == nil {
+		t.Cleanup(pool.Close) // also when the ping fails: the pool has goroutines
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err = pool.Ping(ctx)
+		cancel()
 	}
 	if err != nil {
 		Unavailable(t, "PostgreSQL", err)
 	}
-	t.Cleanup(pool.Close)
 	return pool
 }
 
@@ -66,6 +68,7 @@ func MySQL(t testing.TB) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("mysql", MySQLDSN())
 	if err == nil {
+		t.Cleanup(func() { db.Close() })
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err = db.PingContext(ctx)
 		cancel()
@@ -73,8 +76,43 @@ func MySQL(t testing.TB) *sql.DB {
 	if err != nil {
 		Unavailable(t, "MySQL/MariaDB", err)
 	}
-	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// PingPostgres connects to the test PostgreSQL once and reports why it
+// does not answer, for a TestMain (see RunExamples).
+func PingPostgres() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, PostgresURL())
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return pool.Ping(ctx)
+}
+
+// RunExamples runs m, whose examples need service, which ping checks. An
+// example cannot skip itself: when the service does not answer and CI is
+// unset, the examples are left out of the run (as -skip would) and the
+// reason is printed; under CI they run and fail. The tests skip or fail on
+// their own. Use it as os.Exit(testenv.RunExamples(m, "PostgreSQL",
+// testenv.PingPostgres)).
+func RunExamples(m *testing.M, service string, ping func() error) int {
+	flag.Parse()
+	if os.Getenv("CI") == "" {
+		if err := ping(); err != nil {
+			fmt.Printf("examples skipped: %s unavailable: %v\n", service, err)
+			skip := "^Example"
+			if s := flag.Lookup("test.skip").Value.String(); s != "" {
+				skip = s + "|" + skip
+			}
+			if err := flag.Set("test.skip", skip); err != nil {
+				panic(err)
+			}
+		}
+	}
+	return m.Run()
 }
 
 // Table returns a fresh table name for one test, so tests run side by side

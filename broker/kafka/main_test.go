@@ -1,0 +1,14 @@
+package kafka_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/outboxkit/outbox/internal/testenv"
+)
+
+// TestMain leaves out the examples when Kafka does not answer (outside CI),
+// since an example cannot skip itself.
+func TestMain(m *testing.M) {
+	os.Exit(testenv.RunExamples(m, "Kafka", testenv.PingKafka))
+}
