@@ -16,7 +16,7 @@ func valid() outbox.Event {
 	return outbox.Event{Topic: "orders", AggregateType: "order", AggregateID: "o-1", EventType: "order.created.v1", Payload: []byte(`{"a":1}`)}
 }
 
-// P6: each bad input gets its typed error before any SQL.
+// Clear errors: each bad input gets its typed error before any SQL.
 func TestPrepareRejects(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

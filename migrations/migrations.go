@@ -1,7 +1,7 @@
 // Package migrations holds the versioned SQL of the outbox table for
 // PostgreSQL and MySQL/MariaDB, embedded in the binary, and applies it.
 //
-// Version 1 is the seed's table exactly as the Python services create it
+// Version 1 is the table exactly as the Python services create it
 // (CREATE ... IF NOT EXISTS, so an existing table is adopted); version 2 adds
 // the relay's columns and indexes, and numbers the rows already in the table
 // in write order (created_at, then id); version 3 adds the operators' audit
@@ -124,7 +124,7 @@ func (d Dialect) sql() (dialectSQL, error) {
 	return dialectSQL{}, fmt.Errorf("%w %q", ErrNoDialect, string(d))
 }
 
-// DefaultTable is the seed's table name.
+// DefaultTable is the Python services' table name.
 const DefaultTable = "event_outbox"
 
 // ClaimsTable returns the name of the table that holds the relays' claims on

@@ -12,7 +12,7 @@ import (
 // migrations cannot adopt. Nothing has been applied or recorded then.
 var ErrNotOutboxTable = errors.New("not an outbox table")
 
-// The seed's columns, which migration 1 creates and an adopted table must
+// The Python services' columns, which migration 1 creates and an adopted table must
 // have, and those that migration 2 adds and later ones keep. (Migration 2
 // also adds lease_owner, lease_token and lease_until, which migration 4
 // drops: a table may have them or not.)
@@ -22,9 +22,9 @@ var (
 )
 
 // checkOutboxTable checks, before Up applies anything, that an existing
-// table is one the migrations can take over: the seed's table, or one that
+// table is one the migrations can take over: the Python services' table, or one that
 // has the relay's columns too. A table that holds some of the relay's
-// columns but not seq is refused, and on MySQL the seed's table must have
+// columns but not seq is refused, and on MySQL the Python services' table must have
 // the index that migration 2 replaces. MySQL commits DDL at once, so what a
 // failing step changed would stay; nothing is changed or recorded here.
 func checkOutboxTable(ctx context.Context, conn *sql.Conn, d Dialect, table string) error {
@@ -36,7 +36,7 @@ func checkOutboxTable(ctx context.Context, conn *sql.Conn, d Dialect, table stri
 	relay := absent(cols, relayColumns)
 	switch {
 	case len(missing) > 0:
-		return fmt.Errorf("migrate: %s: %w: lacks the seed's column(s) %s; nothing was applied",
+		return fmt.Errorf("migrate: %s: %w: lacks the outbox column(s) %s; nothing was applied",
 			table, ErrNotOutboxTable, strings.Join(missing, ", "))
 	case len(relay) == 0:
 		return nil
@@ -56,7 +56,7 @@ func checkOutboxTable(ctx context.Context, conn *sql.Conn, d Dialect, table stri
 			return fmt.Errorf("migrate: %s: %w", table, err)
 		}
 		if n == 0 {
-			return fmt.Errorf("migrate: %s: %w: lacks the seed's index %s; nothing was applied", table, ErrNotOutboxTable, index)
+			return fmt.Errorf("migrate: %s: %w: lacks the outbox index %s; nothing was applied", table, ErrNotOutboxTable, index)
 		}
 	}
 	return nil

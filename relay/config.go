@@ -13,7 +13,7 @@ import (
 )
 
 // Config configures a [Relay]. The zero value of each field means its
-// default; the seed's settings keep their names (PollInterval, BatchSize,
+// default; the Python relay's settings keep their names (PollInterval, BatchSize,
 // MaxRetries, ErrorRetryInterval) with defaults chosen for low latency.
 type Config struct {
 	// Owner names this relay in its claims. Defaults to "hostname:pid".

@@ -72,7 +72,7 @@ func TestMigrate(t *testing.T) {
 
 			require.Contains(t, requireOK(t, migrate("down")).stdout, "reverted 2_relay_columns")
 			require.Equal(t, []int{1}, applied())
-			// The seed's table without the relay's columns.
+			// The Python services' table without the relay's columns.
 			r = cli(t, "status", "--dsn", dsn, "--table", table)
 			require.Equal(t, 1, r.code)
 			require.Contains(t, r.stderr, "lacks the relay's columns; add them with 'outbox migrate up'")
@@ -128,7 +128,7 @@ func TestMigrateRefusesOtherTable(t *testing.T) {
 			require.NoError(t, err)
 			r := cli(t, "migrate", "up", "--dsn", dsn, "--table", table)
 			require.Equal(t, 1, r.code, r.stderr)
-			require.Contains(t, r.stderr, table+": not an outbox table: lacks the seed's column(s) aggregate_id, ")
+			require.Contains(t, r.stderr, table+": not an outbox table: lacks the outbox column(s) aggregate_id, ")
 			require.Contains(t, r.stderr, "nothing was applied")
 			r = requireOK(t, cli(t, "migrate", "status", "--json", "--dsn", dsn, "--table", table))
 			require.Contains(t, r.stdout, `"applied": false`)

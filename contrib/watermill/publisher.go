@@ -54,7 +54,7 @@ func WithKeyFunc(f KeyFunc) PublisherOption {
 
 // WithEventTypeFunc sets how the event type is chosen. The default takes the
 // metadata event_type ([outbox.HeaderEventType]), else the topic, as the
-// seed's services do.
+// Python services do.
 func WithEventTypeFunc(f EventTypeFunc) PublisherOption {
 	return func(p *Publisher) { p.eventType = f }
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // Config is the service's configuration. The outbox settings keep the
-// seed's names and defaults (its config.py).
+// Python service's names and defaults (its config.py).
 type Config struct {
 	// PostgresURL is OUTBOX_POSTGRES_URL. Defaults to PostgreSQL on
 	// 127.0.0.1, database test.
@@ -43,7 +43,7 @@ type Config struct {
 	// set them to run side by side.
 	OutboxTable, InboxTable, TablePrefix string
 	// TopicPrefix prefixes the Kafka topics and consumer groups. Defaults
-	// to none: the topics are the event types, as the seed's services name
+	// to none: the topics are the event types, as the Python services name
 	// them. Tests set it to run side by side on one broker.
 	TopicPrefix string
 	// Batches is how many batches the demo drives; the third fails in CJ
@@ -117,7 +117,7 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// relayConfig is the relay's share of the configuration, as the seed's
+// relayConfig is the relay's share of the configuration, as the Python services'
 // OutboxSettings provider maps it.
 func (c Config) relayConfig() relay.Config {
 	return relay.Config{

@@ -1,7 +1,7 @@
 package main
 
 // The six events of the Batch Orchestrator Service. Each event type is also
-// its topic, as in the seed's services, and each event's envelope carries the
+// its topic, as in the Python services, and each event's envelope carries the
 // data below.
 const (
 	EventSpellcheckPhaseInitiated   = "batch.spellcheck.initiated.v1"

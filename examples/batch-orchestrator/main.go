@@ -1,4 +1,4 @@
-// Command batch-orchestrator is the seed's Batch Orchestrator Service in Go,
+// Command batch-orchestrator is the Python Batch Orchestrator Service in Go,
 // on the transactional outbox and Watermill.
 //
 // The orchestrator writes each of its six events (spellcheck, NLP, CJ
@@ -21,7 +21,7 @@
 // Without configuration it uses PostgreSQL on 127.0.0.1 and an embedded
 // development Kafka broker. OUTBOX_POSTGRES_URL, OUTBOX_KAFKA_BROKERS
 // (comma-separated) and OUTBOX_METRICS_ADDR override them; the relay reads
-// the seed's OUTBOX_POLL_INTERVAL_SECONDS, OUTBOX_BATCH_SIZE,
+// the Python service's OUTBOX_POLL_INTERVAL_SECONDS, OUTBOX_BATCH_SIZE,
 // OUTBOX_MAX_RETRIES and OUTBOX_ERROR_RETRY_INTERVAL_SECONDS.
 package main
 

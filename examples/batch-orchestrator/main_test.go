@@ -13,7 +13,7 @@ import (
 )
 
 // testConfig runs on tables of the test's own, dropped at its end, with the
-// seed's settings except a shorter error retry interval.
+// Python relay's settings except a shorter error retry interval.
 func testConfig(t *testing.T) Config {
 	pool := testenv.Postgres(t)
 	prefix := testenv.Table("boc") + "_"
@@ -115,7 +115,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 	require.Contains(t, out.String(), "summary")
 }
 
-// The relay settings keep the seed's names and defaults.
+// The relay settings keep the Python relay's names and defaults.
 func TestConfigFromEnv(t *testing.T) {
 	cfg, err := configFromEnv()
 	require.NoError(t, err)

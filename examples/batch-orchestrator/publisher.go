@@ -15,7 +15,7 @@ import (
 // sourceService names this service in every envelope.
 const sourceService = "batch_orchestrator_service"
 
-// BatchEventPublisher is the seed's DefaultBatchEventPublisherImpl: each
+// BatchEventPublisher is the Python service's DefaultBatchEventPublisherImpl: each
 // method writes one event into the outbox inside the caller's transaction,
 // the one that changes the batch's state, so that the event is published if
 // and only if the state change commits.
@@ -63,7 +63,7 @@ func (p *BatchEventPublisher) publishPhaseInitiated(ctx context.Context, tx pgx.
 		PhaseInitiatedV1{BatchID: b.ID, Phase: phase, EssayIDs: b.EssayIDs, Language: "en"})
 }
 
-// publishToOutbox is the seed's centralized publish_to_outbox: it wraps data
+// publishToOutbox is the Python service's centralized publish_to_outbox: it wraps data
 // in the envelope the Python services read and writes it through Watermill's
 // Publisher interface, topic = event type, key = batch ID. The correlation
 // ID is the one the context carries (the batch's, through the consumer

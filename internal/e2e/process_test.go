@@ -39,7 +39,7 @@ func txnEnv(m mode, txnID, progress string) []string {
 	return []string{"E2E_TXN_ID=" + txnID, "E2E_PROGRESS=" + progress}
 }
 
-// P4 across processes, in both modes: three relay processes, 20,000 events
+// Per-key order across processes, in both modes: three relay processes, 20,000 events
 // over 200 keys, 10% of publishes failing at random, to Kafka; one relay is
 // SIGKILLed midway and replaced by one with another transactional ID, so the
 // others take over its events. Nothing is lost, zero per-key inversions;
@@ -96,7 +96,7 @@ func TestRelayProcessesPerKeyOrder(t *testing.T) {
 	}
 }
 
-// P2/P3 in both modes: a relay process is SIGKILLed 5 times during a steady
+// Nothing lost and Duplicates counted, in both modes: a relay process is SIGKILLed 5 times during a steady
 // 300 events/s load, on PostgreSQL and on MariaDB, each time right after it
 // published a batch, before it recorded it. Nothing is lost, and the
 // duplicates on the topic are at most what the relays counted; in

@@ -127,7 +127,7 @@ func MySQLHarness(t *testing.T) storetest.Harness {
 			tx, err := db.BeginTx(ctx, nil)
 			return sqlTx{tx, st.AddTx}, err
 		},
-		// Like the seed's writers: no id (the column default fills it), no
+		// Like the Python services' writers: no id (the column default fills it), no
 		// topic, no headers.
 		InsertLegacy: func(ctx context.Context, aggType, aggID, eventType, key, data string) error {
 			_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, event_data)

@@ -1,4 +1,4 @@
--- The seed's table and indexes, in MySQL/MariaDB terms (MySQL 8.0.16+,
+-- The Python services' table and indexes, in MySQL/MariaDB terms (MySQL 8.0.16+,
 -- MariaDB 10.6+):
 --   * id is the UUID as text. Older writers may send it as a 36-character
 --     string in any case (the collation compares case-insensitively) or omit

@@ -1,4 +1,4 @@
--- Back to the seed's table, guarded like the up step (see there).
+-- Back to the Python services' table, guarded like the up step (see there).
 SET @outbox_ddl = IF(EXISTS(
     SELECT 1 FROM information_schema.columns
     WHERE table_schema = IF(LOCATE('.', '{{.Table}}') > 0, SUBSTRING_INDEX('{{.Table}}', '.', 1), DATABASE())

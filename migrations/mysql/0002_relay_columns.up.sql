@@ -1,5 +1,5 @@
--- What the relay needs on top of the seed's table. Rows that older writers
--- insert with the seed's columns only get a seq, empty headers and no topic
+-- What the relay needs on top of the Python services' table. Rows that older writers
+-- insert with the Python services' columns only get a seq, empty headers and no topic
 -- (the relay then reads event_data's "topic"). Rows already in the table get
 -- their seq in write order: by created_at, then id.
 --

@@ -1,4 +1,4 @@
--- The table and indexes of the seed, as the Python services create them.
+-- The table and indexes as the Python services create them.
 CREATE TABLE IF NOT EXISTS {{.Table}} (
     id             UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     aggregate_id   VARCHAR(255) NOT NULL,

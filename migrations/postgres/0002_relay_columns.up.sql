@@ -1,5 +1,5 @@
--- What the relay needs on top of the seed's table. Rows that older writers
--- insert with the seed's columns only get a seq, empty headers and no topic
+-- What the relay needs on top of the Python services' table. Rows that older writers
+-- insert with the Python services' columns only get a seq, empty headers and no topic
 -- (the relay then reads event_data's "topic").
 --
 -- seq is a BIGSERIAL in all but name: BIGSERIAL would number the rows
@@ -41,7 +41,7 @@ CREATE INDEX ix_{{.Name}}_unpublished ON {{.Table}} (seq) WHERE published_at IS 
 -- for a hot key with a deep backlog.
 CREATE INDEX IF NOT EXISTS ix_{{.Name}}_held ON {{.Table}} (event_key, seq)
     WHERE published_at IS NULL AND (lease_until IS NOT NULL OR next_attempt_at IS NOT NULL OR parked_at IS NOT NULL);
--- The seed's lookup indexes keep their names but cover settled rows only
+-- The Python services' lookup indexes keep their names but cover settled rows only
 -- (published or parked), which is what operators look up by aggregate or type
 -- (outbox replay, audit, parked lists). Pending rows are few and transient:
 -- leaving them out spares the insert and the relay's claim two index entries

@@ -201,7 +201,7 @@ func claims(t *testing.T, h storetest.Harness) int64 {
 	return n
 }
 
-// P1: nothing from a rolled-back transaction, a rolled-back savepoint or a
+// Atomic: nothing from a rolled-back transaction, a rolled-back savepoint or a
 // failed statement is published; a sentinel committed last proves that the
 // relay got past them.
 func testRollbackNeverPublished(t *testing.T, h storetest.Harness, b Broker) {
@@ -319,7 +319,7 @@ func testWritersNeverAborted(t *testing.T, h storetest.Harness, b Broker) {
 	require.True(t, report.OK(), report.String())
 }
 
-// P4: three relays, 20,000 events over 200 keys written while they run, 10%
+// Per-key order: three relays, 20,000 events over 200 keys written while they run, 10%
 // of publishes failing at random: nothing lost, zero per-key inversions,
 // duplicates at most the counted ones.
 func testThreeRelays(t *testing.T, h storetest.Harness, b Broker) {
@@ -354,7 +354,7 @@ func testThreeRelays(t *testing.T, h storetest.Harness, b Broker) {
 	require.Zero(t, count(t, h, "parked_at IS NOT NULL"))
 }
 
-// P4 whatever the topic: a key's events go out in write order, also when
+// Per-key order whatever the topic: a key's events go out in write order, also when
 // they go to different topics. An event that fails or is parked holds back
 // the later events of its key in its batch, on every topic, and they are
 // released without an attempt; other keys go on. It uses topics of its own,
@@ -411,7 +411,7 @@ func testAcrossTopics(t *testing.T, h storetest.Harness, _ Broker) {
 		"p's second event is pending")
 }
 
-// P5: a poison event is parked with its last_error after its attempts and
+// Liveness: a poison event is parked with its last_error after its attempts and
 // does not block other keys; the later events of its own key wait behind it.
 // A permanent error parks at once.
 func testPoisonParked(t *testing.T, h storetest.Harness, b Broker) {
@@ -455,7 +455,7 @@ func testPoisonParked(t *testing.T, h storetest.Harness, b Broker) {
 	require.Equal(t, 1, retries, "parked at its first attempt")
 }
 
-// P5: a broker outage does not use up the attempts of the waiting events:
+// Liveness: a broker outage does not use up the attempts of the waiting events:
 // each event is published into the outage more often than its attempts
 // allow, and none is parked or has an attempt counted.
 func testOutage(t *testing.T, h storetest.Harness, b Broker) {
@@ -565,7 +565,7 @@ func testPublishAndDelete(t *testing.T, h storetest.Harness, b Broker) {
 	require.Equal(t, int64(1), count(t, h, "id = '"+behind.ID.String()+"' AND published_at IS NULL AND parked_at IS NULL"))
 }
 
-// P7: shutdown returns within its timeout while a publish hangs, marks
+// Bounded resources: shutdown returns within its timeout while a publish hangs, marks
 // nothing it did not publish, leaves no lease held, and leaks no goroutine.
 func testShutdown(t *testing.T, h storetest.Harness, b Broker) {
 	// The database pool belongs to the test, not to the relay: the

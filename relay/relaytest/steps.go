@@ -145,7 +145,7 @@ func times(b Broker, id uuid.UUID) int {
 	return n
 }
 
-// P7: a claim that commits after shutdown began is a batch in flight: the
+// Bounded resources: a claim that commits after shutdown began is a batch in flight: the
 // relay publishes and marks it, and no lease outlives Run. The relay's first
 // claim is held until its context is done.
 func testClaimDuringShutdown(t *testing.T, h storetest.Harness, _ Broker) {
@@ -169,7 +169,7 @@ func testClaimDuringShutdown(t *testing.T, h storetest.Harness, _ Broker) {
 	require.Len(t, b.Received(), 2)
 }
 
-// P3: a lease lost before the mark (the relay stalled after publishing, past
+// Duplicates counted: a lease lost before the mark (the relay stalled after publishing, past
 // its lease, and another relay took the events over): the mark finds none of
 // them, and the relay counts them as possible duplicates.
 func testLeaseLostBeforeMark(t *testing.T, h storetest.Harness, _ Broker) {
@@ -214,7 +214,7 @@ func testLeaseLostBeforeMark(t *testing.T, h storetest.Harness, _ Broker) {
 	require.True(t, report.OK(), report.String())
 }
 
-// P2/P3: the steps that record an outcome fail until SettleTimeout: the mark
+// Nothing lost and Duplicates counted: the steps that record an outcome fail until SettleTimeout: the mark
 // of a published event, the failed attempt of another and the release of
 // the event held behind it. Their events stay leased, are claimed again once
 // the lease expired, counted as possible duplicates, and all reach the
@@ -267,7 +267,7 @@ func (m *miscounting) Publish(ctx context.Context, msgs []*outbox.Message) []err
 	return errs
 }
 
-// P3: a publisher that returns a wrong number of outcomes leaves every
+// Duplicates counted: a publisher that returns a wrong number of outcomes leaves every
 // message of the call uncertain: the relay counts each as a possible
 // duplicate, records a failed attempt, and publishes them again.
 func testPublisherMiscounts(t *testing.T, h storetest.Harness, _ Broker) {
@@ -302,7 +302,7 @@ func testPublisherMiscounts(t *testing.T, h storetest.Harness, _ Broker) {
 	require.Equal(t, len(first), report.Duplicates)
 }
 
-// P5: a row that an older writer left without a topic, in its column or in
+// Liveness: a row that an older writer left without a topic, in its column or in
 // its payload, is parked at once with the reason; the later events of its
 // key wait, other keys go on.
 func testMissingTopicParked(t *testing.T, h storetest.Harness, _ Broker) {
@@ -322,7 +322,7 @@ func testMissingTopicParked(t *testing.T, h storetest.Harness, _ Broker) {
 	require.Zero(t, times(b, behind.ID), "an event behind a parked one waits")
 }
 
-// P5: a batch that found the broker unreachable on its first topic does not
+// Liveness: a batch that found the broker unreachable on its first topic does not
 // try the next one: that topic's events are put back without a publish, and
 // go out once the broker is back.
 func testOutageStopsBatch(t *testing.T, h storetest.Harness, _ Broker) {

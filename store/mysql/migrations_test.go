@@ -119,7 +119,7 @@ func TestMySQLStepsRerun(t *testing.T) {
 }
 
 // Down then up again, with a row written by an older writer in between: the
-// seed's table is adopted and its rows keep working.
+// Python services' table is adopted and its rows keep working.
 func TestMySQLDownThenUp(t *testing.T) {
 	t.Parallel()
 	db, table, ctx := mysqlTable(t)
@@ -229,8 +229,8 @@ func TestMySQLRefusesOtherTables(t *testing.T) {
 		name, create, want string
 	}{
 		{"unrelated", "CREATE TABLE {t} (id INT PRIMARY KEY, name TEXT)",
-			"lacks the seed's column(s) aggregate_id, aggregate_type, event_type, event_data, event_key, created_at, published_at, retry_count, last_error"},
-		{"no seed index", "", "lacks the seed's index ix_{t}_unpublished"},
+			"lacks the outbox column(s) aggregate_id, aggregate_type, event_type, event_data, event_key, created_at, published_at, retry_count, last_error"},
+		{"no outbox index", "", "lacks the outbox index ix_{t}_unpublished"},
 		{"some relay columns", "ALTER TABLE {t} ADD COLUMN topic VARCHAR(249), ADD COLUMN headers LONGTEXT",
 			"has the relay's column(s) topic, headers but not seq"},
 	} {

@@ -15,7 +15,7 @@ import (
 	"github.com/outboxkit/outbox/store/mysql"
 )
 
-// P7 when most of the backlog is held back: a claim on the first event of
+// Bounded resources when most of the backlog is held back: a claim on the first event of
 // each key holds back every later event of that key, and the claim must not
 // read the whole backlog to find that nothing is claimable (with several
 // relays it would do so under the claim lock, again and again). It reads a

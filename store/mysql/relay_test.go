@@ -23,7 +23,7 @@ func TestRelayConformance(t *testing.T) {
 	relaytest.Run(t, testenv.MySQLHarness) // not parallel: see relaytest.Run
 }
 
-// P2: the relay's connections are killed on the server again and again
+// Nothing lost: the relay's connections are killed on the server again and again
 // (KILL CONNECTION, and KILL QUERY in between, which also interrupts a claim
 // waiting in GET_LOCK); the relay recovers and loses nothing. The relay runs
 // as a MariaDB user of its own, so that the test kills its connections only.

@@ -66,7 +66,7 @@ func TestPostgresConcurrentUp(t *testing.T) {
 }
 
 // Down step by step and up again, with a row of an older writer in between:
-// the seed's table keeps its rows and is adopted again.
+// the Python services' table keeps its rows and is adopted again.
 func TestPostgresDownThenUp(t *testing.T) {
 	t.Parallel()
 	db, table := postgresTable(t)
@@ -90,7 +90,7 @@ func TestPostgresDownThenUp(t *testing.T) {
 	require.Equal(t, []int{1}, versions(t, db, table))
 	_, err := db.Exec(`INSERT INTO ` + table + ` (aggregate_type, aggregate_id, event_type, event_key, event_data)
 		VALUES ('file', 'f-1', 'file.v1', 'f-1', '{"topic":"files"}')`)
-	require.NoError(t, err, "the seed's table takes the seed's rows")
+	require.NoError(t, err, "the Python services' table takes their rows")
 	require.NoError(t, migrations.Up(ctx, db, migrations.PostgreSQL, table))
 	var seq int64
 	require.NoError(t, db.QueryRow("SELECT seq FROM "+table).Scan(&seq))
@@ -151,7 +151,7 @@ func TestPostgresRefusesOtherTables(t *testing.T) {
 		name, create, want string
 	}{
 		{"unrelated", "CREATE TABLE {t} (id INT PRIMARY KEY, name TEXT)",
-			"lacks the seed's column(s) aggregate_id, aggregate_type, event_type, event_data, event_key, created_at, published_at, retry_count, last_error"},
+			"lacks the outbox column(s) aggregate_id, aggregate_type, event_type, event_data, event_key, created_at, published_at, retry_count, last_error"},
 		{"some relay columns", "ALTER TABLE {t} ADD COLUMN seq BIGINT, ADD COLUMN topic TEXT",
 			"has seq but lacks the relay's column(s) headers, next_attempt_at, parked_at"},
 	} {

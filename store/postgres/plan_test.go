@@ -16,7 +16,7 @@ import (
 	"github.com/outboxkit/outbox/store/postgres"
 )
 
-// P7: the claim and the janitor cost O(batch), not O(table): with a large
+// Bounded resources: the claim and the janitor cost O(batch), not O(table): with a large
 // table of published rows, their plans read the partial indexes and never
 // scan the table.
 func TestPlansUseIndexes(t *testing.T) {
@@ -60,7 +60,7 @@ func TestPlansUseIndexes(t *testing.T) {
 	require.Contains(t, mark, "HashSetOp Intersect")
 	require.NotContains(t, strings.ReplaceAll(mark, "Seq Scan on "+migrations.ClaimsTable(table), ""), "Seq Scan")
 
-	// The seed's lookup indexes cover settled rows: operators' lookups of
+	// The Python services' lookup indexes cover settled rows: operators' lookups of
 	// published events by aggregate or type (replay, audit) use them.
 	for name, query := range map[string]string{
 		"aggregate":  `SELECT id FROM ` + table + ` WHERE published_at IS NOT NULL AND aggregate_type = 'order' AND aggregate_id = 'o-7'`,
@@ -77,7 +77,7 @@ func TestPlansUseIndexes(t *testing.T) {
 	require.NotContains(t, janitor, "Seq Scan")
 }
 
-// P7 when most of the backlog is held back: a lease on each key holds back
+// Bounded resources when most of the backlog is held back: a lease on each key holds back
 // every later event of that key, and the claim must not read the whole
 // backlog to find that nothing is claimable (with several relays it would do
 // so under the claim lock, again and again). It reads a bounded window.

@@ -24,8 +24,8 @@ type Harness struct {
 	Store store.Store
 	// Begin starts a transaction in which the suite writes events.
 	Begin func(ctx context.Context) (Tx, error)
-	// InsertLegacy inserts a row the way the seed's Python writers do: only
-	// the seed's columns, with the topic inside eventData.
+	// InsertLegacy inserts a row the way the Python services' writers do: only
+	// the Python services' columns, with the topic inside eventData.
 	InsertLegacy func(ctx context.Context, aggregateType, aggregateID, eventType, eventKey, eventData string) error
 	// AgePublished moves published_at of every published row back by d.
 	AgePublished func(ctx context.Context, d time.Duration) error

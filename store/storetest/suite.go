@@ -120,7 +120,7 @@ func claim(t *testing.T, h Harness, limit int, l time.Duration) store.Claim {
 	return c
 }
 
-// P1: nothing from a rolled-back transaction, savepoint or failed statement;
+// Atomic: nothing from a rolled-back transaction, savepoint or failed statement;
 // absence is proven by a sentinel committed afterwards.
 func testAtomicWrites(t *testing.T, h Harness) {
 	ctx := ctxT(t)
@@ -517,7 +517,7 @@ func testParking(t *testing.T, h Harness) {
 	require.Equal(t, int64(2), st.Pending, "b and the claimed other are pending")
 }
 
-// P5 with a deep backlog: a key held back by a backoff or a parked event may
+// Liveness with a deep backlog: a key held back by a backoff or a parked event may
 // have far more events than a claim reads; they must not stop other keys.
 func testDeepBlockedBacklog(t *testing.T, h Harness) {
 	ctx := ctxT(t)
@@ -542,7 +542,7 @@ func testDeepBlockedBacklog(t *testing.T, h Harness) {
 	require.Equal(t, []uuid.UUID{other.ID}, recIDs(claim(t, h, limit, lease).Records))
 }
 
-// P5 with a deep backlog behind a lease: a claim may return nothing while
+// Liveness with a deep backlog behind a lease: a claim may return nothing while
 // the backlog it reads is held back by a lease, but once the lease expires
 // everything flows, the key in order and the other keys behind it.
 func testDeepLeasedBacklog(t *testing.T, h Harness) {
