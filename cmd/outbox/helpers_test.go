@@ -91,7 +91,7 @@ func newFixture(t *testing.T, dialect string) *fixture {
 	case "sqlite":
 		st := testenv.SQLiteStore(t, sqlite.Config{})
 		f.db, f.table, f.st = st.DB(), st.Table(), st
-		f.dsn = "sqlite:" + sqliteFile(t, f.db)
+		f.dsn = "sqlite:" + testenv.SQLiteFile(t, f.db)
 		f.add = func(t *testing.T, events ...outbox.Event) {
 			tx, err := f.db.BeginTx(t.Context(), nil)
 			require.NoError(t, err)
@@ -145,15 +145,6 @@ func testDB(t *testing.T, dialect string) (*sql.DB, string) {
 	db := stdlib.OpenDBFromPool(testenv.Postgres(t))
 	t.Cleanup(func() { db.Close() })
 	return db, testenv.PostgresURL()
-}
-
-// sqliteFile returns the file of a SQLite database.
-func sqliteFile(t *testing.T, db *sql.DB) string {
-	t.Helper()
-	var seq int
-	var name, file string
-	require.NoError(t, db.QueryRow("PRAGMA database_list").Scan(&seq, &name, &file))
-	return file
 }
 
 // sql turns PostgreSQL placeholders into MySQL's and fills in {t}.

@@ -1,5 +1,5 @@
 // Command quickstart shows the outbox end to end: orders and their events are
-// written in PostgreSQL transactions (some rolled back on purpose), a relay
+// written in database transactions (some rolled back on purpose), a relay
 // publishes the committed events to Kafka, and a Watermill router consumes
 // them. It exits by itself with a summary, non-zero if a committed event was
 // lost or a rolled-back one was seen.

@@ -26,6 +26,7 @@ import (
 	"github.com/outboxkit/outbox/store"
 	"github.com/outboxkit/outbox/store/mysql"
 	"github.com/outboxkit/outbox/store/postgres"
+	"github.com/outboxkit/outbox/store/sqlite"
 )
 
 // The test binary runs as a relay child process when this variable is set.
@@ -87,8 +88,17 @@ func childRelay() error {
 }
 
 // openStore opens the child's store: MySQL/MariaDB at OUTBOX_MYSQL_DSN for
-// dialect "mysql", else PostgreSQL at OUTBOX_POSTGRES_URL.
+// dialect "mysql", the SQLite file E2E_SQLITE_PATH for "sqlite", else
+// PostgreSQL at OUTBOX_POSTGRES_URL.
 func openStore(ctx context.Context, dialect, table string) (store.Store, func(), error) {
+	if dialect == "sqlite" {
+		db, err := sqlite.Open(os.Getenv("E2E_SQLITE_PATH"))
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := sqlite.New(db, sqlite.Config{Table: table})
+		return st, func() { db.Close() }, err
+	}
 	if dialect == "mysql" {
 		db, err := sql.Open("mysql", os.Getenv("OUTBOX_MYSQL_DSN"))
 		if err != nil {

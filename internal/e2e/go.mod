@@ -20,6 +20,7 @@ require (
 	github.com/outboxkit/outbox/internal/testenv v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/store/mysql v0.0.0-00010101000000-000000000000
 	github.com/outboxkit/outbox/store/postgres v0.0.0-00010101000000-000000000000
+	github.com/outboxkit/outbox/store/sqlite v0.0.0-00010101000000-000000000000
 	github.com/stretchr/testify v1.12.1
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.20.0
@@ -56,7 +57,6 @@ require (
 	github.com/ncruces/go-strftime v1.1.0 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect
 	github.com/outboxkit/outbox/broker/wmbroker v0.0.0-00010101000000-000000000000 // indirect
-	github.com/outboxkit/outbox/store/sqlite v0.0.0-00010101000000-000000000000 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/rcrowley/go-metrics v0.0.0-20250401214520-65e299d6c5c9 // indirect

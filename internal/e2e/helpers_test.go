@@ -88,7 +88,7 @@ func count(t *testing.T, h storetest.Harness, where string) int64 {
 var harnesses = []struct {
 	dialect string
 	new     func(*testing.T) storetest.Harness
-}{{"postgres", testenv.PostgresHarness}, {"mysql", testenv.MySQLHarness}}
+}{{"postgres", testenv.PostgresHarness}, {"mysql", testenv.MySQLHarness}, {"sqlite", testenv.SQLiteHarness}}
 
 // tableOf returns the outbox table of a harness's store.
 func tableOf(h storetest.Harness) string {

@@ -14,14 +14,19 @@ import (
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/relay/relaytest"
+	"github.com/outboxkit/outbox/store/sqlite"
 	"github.com/outboxkit/outbox/store/storetest"
 )
 
-func childEnvFor(dialect string, h storetest.Harness, brokers []string, extra ...string) []string {
-	return append([]string{
+func childEnvFor(t *testing.T, dialect string, h storetest.Harness, brokers []string, extra ...string) []string {
+	env := []string{
 		"OUTBOX_POSTGRES_URL=" + testenv.PostgresURL(), "OUTBOX_MYSQL_DSN=" + testenv.MySQLDSN(),
 		"E2E_DIALECT=" + dialect, "E2E_TABLE=" + tableOf(h), "E2E_BROKERS=" + strings.Join(brokers, ","),
-	}, extra...)
+	}
+	if st, ok := h.Store.(*sqlite.Store); ok {
+		env = append(env, "E2E_SQLITE_PATH="+testenv.SQLiteFile(t, st.DB()))
+	}
+	return append(env, extra...)
 }
 
 // progressTopic returns a progress topic of its own on the shared broker.
@@ -58,7 +63,7 @@ func TestRelayProcessesPerKeyOrder(t *testing.T) {
 			tc := m.consume(t, brokers, topic)
 			check := faulttest.NewChecker()
 			start := func(n int) *child {
-				env := append(childEnvFor("postgres", h, brokers, "E2E_FAIL_RATE=0.10"), txnEnv(m, fmt.Sprint(tableOf(h), "-", n), progress)...)
+				env := append(childEnvFor(t, "postgres", h, brokers, "E2E_FAIL_RATE=0.10"), txnEnv(m, fmt.Sprint(tableOf(h), "-", n), progress)...)
 				return startChild(t, env...)
 			}
 			var children []*child
@@ -97,7 +102,7 @@ func TestRelayProcessesPerKeyOrder(t *testing.T) {
 }
 
 // Nothing lost and Duplicates counted, in both modes: a relay process is SIGKILLed 5 times during a steady
-// 300 events/s load, on PostgreSQL and on MariaDB, each time right after it
+// 300 events/s load, on PostgreSQL, MariaDB and SQLite, each time right after it
 // published a batch, before it recorded it. Nothing is lost, and the
 // duplicates on the topic are at most what the relays counted; in
 // transactional mode a read_committed consumer sees none. A replacement
@@ -120,7 +125,7 @@ func TestRelaySIGKILL(t *testing.T) {
 				check := faulttest.NewChecker()
 				txnID := tableOf(h)
 				start := func() *child {
-					return startChild(t, append(childEnvFor(db.dialect, h, brokers), txnEnv(m, txnID, progress)...)...)
+					return startChild(t, append(childEnvFor(t, db.dialect, h, brokers), txnEnv(m, txnID, progress)...)...)
 				}
 				children := []*child{start()}
 
@@ -166,7 +171,7 @@ func TestRelayStalled(t *testing.T) {
 			tc := m.consume(t, brokers, topic)
 			check := faulttest.NewChecker()
 			start := func(name string) *child {
-				return startChild(t, append(childEnvFor("postgres", h, brokers), txnEnv(m, tableOf(h)+"-"+name, progress)...)...)
+				return startChild(t, append(childEnvFor(t, "postgres", h, brokers), txnEnv(m, tableOf(h)+"-"+name, progress)...)...)
 			}
 			stalled, other := start("a"), start("b")
 			writing := make(chan struct{})

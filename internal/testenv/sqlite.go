@@ -26,6 +26,18 @@ func SQLite(t testing.TB) *sql.DB {
 	return db
 }
 
+// SQLiteFile returns the file of a SQLite database, for another process to
+// open.
+func SQLiteFile(t testing.TB, db *sql.DB) string {
+	t.Helper()
+	var seq int
+	var name, file string
+	if err := db.QueryRow("PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // SQLiteStore returns a SQLite store over a fresh, migrated table of its
 // own. cfg.Table is ignored.
 func SQLiteStore(t testing.TB, cfg sqlite.Config) *sqlite.Store {

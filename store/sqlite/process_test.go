@@ -69,9 +69,7 @@ func TestRelayInAnotherProcess(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	st := testenv.SQLiteStore(t, sqlite.Config{})
-	var seq int
-	var name, path string
-	require.NoError(t, st.DB().QueryRow("PRAGMA database_list").Scan(&seq, &name, &path))
+	path := testenv.SQLiteFile(t, st.DB())
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), sqliteChildFile+"="+path, sqliteChildTable+"="+st.Table())
 	child.Stderr = os.Stderr
