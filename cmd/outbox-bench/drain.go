@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sync"
 	"time"
@@ -45,19 +46,33 @@ func (e *env) outboxTable(ctx context.Context, db string) (*outboxTable, error) 
 		if err != nil {
 			return nil, err
 		}
-		return &outboxTable{st: st, drop: drop, table: st.Table(), add: func(ctx context.Context, evs []outbox.Event) error {
-			tx, err := e.my.BeginTx(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
-			if err := st.AddTx(ctx, tx, evs...); err != nil {
-				return err
-			}
-			return tx.Commit()
-		}}, nil
+		return sqlOutboxTable(e.my, st, drop, st.Table()), nil
+	case "SQLite":
+		st, drop, err := e.liteStore(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return sqlOutboxTable(e.lite, st, drop, st.Table()), nil
 	}
 	return nil, fmt.Errorf("unknown database %q", db)
+}
+
+// sqlOutboxTable is the outboxTable of a store over a database/sql database.
+func sqlOutboxTable(db *sql.DB, st interface {
+	store.Store
+	sqlStore
+}, drop func(), table string) *outboxTable {
+	return &outboxTable{st: st, drop: drop, table: table, add: func(ctx context.Context, evs []outbox.Event) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if err := st.AddTx(ctx, tx, evs...); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}}
 }
 
 // preload writes n events over keys keys to ot in transactions of 1000
@@ -128,7 +143,7 @@ type drainResult struct {
 
 // drainCase is one drain scenario.
 type drainCase struct {
-	db           string // "PostgreSQL" or "MariaDB"
+	db           string // "PostgreSQL", "MariaDB" or "SQLite"
 	keys, relays int
 	// deleteOnPublish runs the relays with Retention DeleteOnPublish.
 	deleteOnPublish bool

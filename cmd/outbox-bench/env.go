@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/store/mysql"
 	"github.com/outboxkit/outbox/store/postgres"
+	"github.com/outboxkit/outbox/store/sqlite"
 )
 
 // partitions of every benchmark topic.
@@ -27,10 +30,13 @@ const partitions = 4
 
 // env holds the shared services of a run.
 type env struct {
-	o     *options
-	pg    *pgxpool.Pool
-	my    *sql.DB          // nil when MariaDB is skipped or unavailable
-	kafka *devkafka.Broker // nil with -kafka
+	o    *options
+	pg   *pgxpool.Pool
+	my   *sql.DB // nil when MariaDB is skipped or unavailable
+	lite *sql.DB // SQLite in a file of the run's own; nil when skipped
+	// liteDir holds lite's file; removed by close.
+	liteDir string
+	kafka   *devkafka.Broker // nil with -kafka
 	// kafkaAddr is the broker every scenario uses: -kafka, else devkafka.
 	kafkaAddr string
 	admin     *kadm.Client
@@ -64,6 +70,16 @@ func newEnv(ctx context.Context, o *options) (*env, error) {
 			db.SetMaxOpenConns(32)
 			db.SetMaxIdleConns(32)
 			e.my = db
+		}
+	}
+	if o.on("sqlite") {
+		if e.liteDir, err = os.MkdirTemp("", "outbox-bench-"); err != nil {
+			e.close()
+			return nil, err
+		}
+		if e.lite, err = sqlite.Open(filepath.Join(e.liteDir, "bench.db")); err != nil {
+			e.close()
+			return nil, err
 		}
 	}
 	e.kafkaAddr = o.kafka
@@ -111,6 +127,12 @@ func (e *env) close() {
 	}
 	if e.my != nil {
 		e.my.Close()
+	}
+	if e.lite != nil {
+		e.lite.Close()
+	}
+	if e.liteDir != "" {
+		os.RemoveAll(e.liteDir)
 	}
 	if e.pg != nil {
 		e.pg.Close()
@@ -207,6 +229,25 @@ func (e *env) myStore(ctx context.Context) (st *mysql.Store, drop func(), err er
 	return st, drop, nil
 }
 
+func (e *env) liteStore(ctx context.Context) (st *sqlite.Store, drop func(), err error) {
+	table := fresh("bench_outbox")
+	if err := migrations.Up(ctx, e.lite, migrations.SQLite, table); err != nil {
+		return nil, nil, err
+	}
+	drop = func() {
+		ctx := context.Background()
+		_, _ = e.lite.ExecContext(ctx, "DROP TABLE IF EXISTS "+table)
+		_, _ = e.lite.ExecContext(ctx, "DROP TABLE IF EXISTS "+migrations.ClaimsTable(table))
+		_, _ = e.lite.ExecContext(ctx, "DELETE FROM outbox_migrations WHERE table_name = ?", table)
+	}
+	st, err = sqlite.New(e.lite, sqlite.Config{Table: table})
+	if err != nil {
+		drop()
+		return nil, nil, err
+	}
+	return st, drop, nil
+}
+
 // businessTable creates a fresh table for the business rows of the write and
 // steady runs; drop removes it.
 func (e *env) pgBusinessTable(ctx context.Context) (string, func(), error) {
@@ -221,6 +262,13 @@ func (e *env) myBusinessTable(ctx context.Context) (string, func(), error) {
 	_, err := e.my.ExecContext(ctx, `CREATE TABLE `+name+` (id BIGINT AUTO_INCREMENT PRIMARY KEY,
 		customer VARCHAR(100) NOT NULL, amount BIGINT NOT NULL, created_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))`)
 	return name, func() { _, _ = e.my.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+name) }, err
+}
+
+func (e *env) liteBusinessTable(ctx context.Context) (string, func(), error) {
+	name := fresh("bench_orders")
+	_, err := e.lite.ExecContext(ctx, `CREATE TABLE `+name+` (id INTEGER PRIMARY KEY AUTOINCREMENT,
+		customer TEXT NOT NULL, amount INTEGER NOT NULL, created_at INTEGER NOT NULL DEFAULT (unixepoch()))`)
+	return name, func() { _, _ = e.lite.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+name) }, err
 }
 
 // order is the business data of the benchmark's events.

@@ -67,7 +67,7 @@ type options struct {
 func (o *options) on(section string) bool { return len(o.only) == 0 || o.only[section] }
 
 // sections are the parts of the run that -only selects.
-var sections = []string{"write", "drain", "steady", "forwarder", "rss", "mysql"}
+var sections = []string{"write", "drain", "steady", "forwarder", "rss", "mysql", "sqlite"}
 
 func main() {
 	if os.Getenv(childEnv) != "" {
@@ -169,6 +169,9 @@ func run(ctx context.Context, o *options) error {
 		if e.my != nil && o.on("mysql") {
 			writers = append(writers, myWriter(e))
 		}
+		if e.lite != nil {
+			writers = append(writers, liteWriter(e))
+		}
 		for _, w := range writers {
 			if _, err := measured(ctx, e, t, "write "+w.name, func(t *table) (struct{}, error) {
 				return struct{}{}, benchWrites(ctx, e, t, w)
@@ -188,6 +191,9 @@ func run(ctx context.Context, o *options) error {
 		if e.my != nil && o.on("mysql") {
 			cases = append(cases, drainCase{db: "MariaDB", keys: o.keys, relays: 1, target: 25_000},
 				drainCase{db: "MariaDB", keys: o.keys, relays: 1, deleteOnPublish: true})
+		}
+		if e.lite != nil {
+			cases = append(cases, drainCase{db: "SQLite", keys: o.keys, relays: 1})
 		}
 		for i, c := range cases {
 			res, err := measured(ctx, e, t, "drain "+c.name(), func(t *table) (drainResult, error) {
