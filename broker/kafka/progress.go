@@ -40,38 +40,38 @@ func decodeProgress(v []byte, found func(uuid.UUID)) {
 
 // ensureProgressTopic creates the progress topic when it is missing and
 // checks that it has one partition. A topic that exists needs no right to
-// create topics.
+// create topics. It creates before it looks: the client allows topics to be
+// created automatically, and a look at a missing topic would create it with
+// the broker's default partition count.
 func (p *Publisher) ensureProgressTopic(ctx context.Context) error {
 	topic := p.cfg.ProgressTopic
 	adm := kadm.NewClient(p.cl)
-	tds, err := adm.ListTopics(ctx, topic)
-	if err == nil {
-		err = tds.Error()
+	configs := map[string]*string{
+		"cleanup.policy":         ptr("delete"),
+		"retention.ms":           ptr(strconv.FormatInt(progressRetention.Milliseconds(), 10)),
+		"message.timestamp.type": ptr("LogAppendTime"),
 	}
-	if errors.Is(err, kerr.UnknownTopicOrPartition) {
-		configs := map[string]*string{
-			"cleanup.policy":         ptr("delete"),
-			"retention.ms":           ptr(strconv.FormatInt(progressRetention.Milliseconds(), 10)),
-			"message.timestamp.type": ptr("LogAppendTime"),
+	resp, err := adm.CreateTopic(ctx, 1, -1, configs, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	switch {
+	case err == nil, errors.Is(err, kerr.TopicAlreadyExists),
+		errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
+	default:
+		return fmt.Errorf("create progress topic %s: %w", topic, err)
+	}
+	// A topic just created takes a moment to appear in the metadata.
+	var tds kadm.TopicDetails
+	for {
+		tds, err = adm.ListTopics(ctx, topic)
+		if err == nil {
+			err = tds.Error()
 		}
-		resp, cerr := adm.CreateTopic(ctx, 1, -1, configs, topic)
-		if cerr == nil {
-			cerr = resp.Err
+		if !errors.Is(err, kerr.UnknownTopicOrPartition) || ctx.Err() != nil {
+			break
 		}
-		if cerr != nil && !errors.Is(cerr, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("create progress topic %s: %w", topic, cerr)
-		}
-		// A topic just created takes a moment to appear in the metadata.
-		for {
-			tds, err = adm.ListTopics(ctx, topic)
-			if err == nil {
-				err = tds.Error()
-			}
-			if !errors.Is(err, kerr.UnknownTopicOrPartition) || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if err != nil {
 		return fmt.Errorf("progress topic %s: %w", topic, err)
