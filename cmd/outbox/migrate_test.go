@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -135,4 +136,56 @@ func TestMigrateRefusesOtherTable(t *testing.T) {
 			require.NotContains(t, r.stdout, `"applied": true`)
 		})
 	}
+}
+
+// On SQLite, a file named by a sqlite: DSN: the dialect's three steps go up
+// and down, and the relay's commands say what a step left missing.
+func TestMigrateSQLite(t *testing.T) {
+	t.Parallel()
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "shop.db")
+	table := "event_outbox"
+	migrate := func(args ...string) result {
+		return cli(t, append(append([]string{"migrate"}, args...), "--dsn", dsn)...)
+	}
+	applied := func() []int {
+		var out struct {
+			Dialect    string          `json:"dialect"`
+			Migrations []migrationJSON `json:"migrations"`
+		}
+		r := requireOK(t, migrate("status", "--json"))
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), r.stdout)
+		require.Equal(t, "sqlite", out.Dialect)
+		require.Len(t, out.Migrations, 3)
+		vs := []int{}
+		for _, m := range out.Migrations {
+			if m.Applied {
+				vs = append(vs, m.Version)
+			}
+		}
+		return vs
+	}
+
+	require.Empty(t, applied())
+	r := cli(t, "status", "--dsn", dsn)
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "table "+table+" does not exist; create it with 'outbox migrate up'")
+
+	r = requireOK(t, migrate("up"))
+	require.Contains(t, r.stdout, "applied 1_outbox_table")
+	require.Contains(t, r.stdout, "applied 2_audit")
+	require.Contains(t, r.stdout, "applied 3_claims")
+	require.Equal(t, []int{1, 2, 3}, applied())
+	require.Contains(t, requireOK(t, migrate("up")).stdout, "is up to date")
+	require.Contains(t, requireOK(t, cli(t, "status", "--dsn", dsn)).stdout, "pending")
+
+	require.Contains(t, requireOK(t, migrate("down")).stdout, "reverted 3_claims")
+	r = cli(t, "status", "--dsn", dsn)
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "lacks its table of claims")
+	require.Contains(t, requireOK(t, migrate("down")).stdout, "reverted 2_audit")
+	r = migrate("down")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "pass --drop-table")
+	require.Contains(t, requireOK(t, migrate("down", "--drop-table")).stdout, "reverted 1_outbox_table")
+	require.Empty(t, applied())
 }
