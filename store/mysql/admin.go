@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/outboxkit/outbox/internal/sqlwrite"
 	"github.com/outboxkit/outbox/store"
 )
 
@@ -184,7 +185,7 @@ func (s *Store) RetryParked(ctx context.Context, p store.RetryParams) (int, erro
 			audit = append(audit, s.table, id, "retry", p.Actor, p.Reason)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox_audit (table_name, event_id, action, actor, reason) VALUES `+
-			placeholders("(?, ?, ?, ?, ?)", len(ids)), audit...); err != nil {
+			sqlwrite.Placeholders("(?, ?, ?, ?, ?)", len(ids)), audit...); err != nil {
 			return err
 		}
 		n = len(ids)

@@ -43,6 +43,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/internal/sqlwrite"
 	"github.com/outboxkit/outbox/internal/wakeup"
 	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/store"
@@ -61,10 +62,9 @@ type Config struct {
 
 // Store is the MySQL/MariaDB outbox store. It is safe for concurrent use.
 type Store struct {
-	db     *sql.DB
-	table  string
-	limits outbox.Limits
-	tracer outbox.WriteTracer
+	db    *sql.DB
+	table string
+	ins   *sqlwrite.Inserter
 	// lockName is the GET_LOCK name that serializes claims on the table.
 	lockName string
 	sql      statements
@@ -95,14 +95,15 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 	// nothing but a little waiting.
 	h := fnv.New64a()
 	h.Write([]byte(table))
-	return &Store{
+	s := &Store{
 		db:       db,
 		table:    table,
-		limits:   cfg.Limits,
-		tracer:   cfg.Tracer,
 		lockName: fmt.Sprintf("outbox_claim_%016x", h.Sum64()),
 		sql:      newStatements(table),
-	}, nil
+	}
+	// A prepared statement takes at most 65,535 bind parameters.
+	s.ins = &sqlwrite.Inserter{Table: table, Limits: cfg.Limits, Tracer: cfg.Tracer, MaxParams: 65535, Wake: s.wake.Wake}
+	return s, nil
 }
 
 // Table returns the name of the outbox table.

@@ -3,6 +3,7 @@ package mysql
 import (
 	"strings"
 
+	"github.com/outboxkit/outbox/internal/sqlwrite"
 	"github.com/outboxkit/outbox/migrations"
 )
 
@@ -10,7 +11,6 @@ import (
 // that take a list of IDs carry the placeholder {ids}, filled per call by
 // [inList]; MySQL has no array parameters.
 type statements struct {
-	insert                     string
 	claims, lockClaims, window string
 	pendingOf                  string
 	insertClaim, lockClaim     string
@@ -20,17 +20,6 @@ type statements struct {
 	expired                    string
 	deletePublished, stats     string
 }
-
-// insertRow is one row of the multi-row INSERT; insertParams is its number
-// of bind parameters.
-const (
-	insertRow    = `(?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?)`
-	insertParams = 8
-)
-
-// maxInsertRows keeps one INSERT under the 65,535 bind parameters a prepared
-// statement may have.
-const maxInsertRows = 65535 / insertParams
 
 // pending is the predicate of rows waiting for publication, a prefix of
 // ix_<table>_unpublished (published_at, parked_at, seq).
@@ -55,9 +44,6 @@ func micros(expr string) string {
 func newStatements(table string) statements {
 	r := strings.NewReplacer("{t}", table, "{c}", migrations.ClaimsTable(table), "{pending}", pending)
 	return statements{
-		// VALUES rows get their AUTO_INCREMENT in order, so seq follows the
-		// call's order.
-		insert: r.Replace(`INSERT INTO {t} (id, topic, event_key, aggregate_type, aggregate_id, event_type, event_data, headers) VALUES `),
 		// The claim reads the claims (a consistent read: it locks nothing
 		// that a settle holds), then locks by primary key the ended ones
 		// whose events it may take over.
@@ -122,7 +108,7 @@ WHERE t.published_at IS NOT NULL AND t.published_at < NOW(6) - INTERVAL ? MICROS
 
 // inList fills {ids} in stmt with n placeholders.
 func inList(stmt string, n int) string {
-	return strings.Replace(stmt, "{ids}", placeholders("?", n), 1)
+	return strings.Replace(stmt, "{ids}", sqlwrite.Placeholders("?", n), 1)
 }
 
 // failRows fills {rows} in the fail statement with a derived table of n
@@ -130,9 +116,4 @@ func inList(stmt string, n int) string {
 func failRows(stmt string, n int) string {
 	rows := "SELECT ? AS id, ? AS err, ? AS delay_us, ? AS park" + strings.Repeat(" UNION ALL SELECT ?, ?, ?, ?", n-1)
 	return strings.Replace(stmt, "{rows}", rows, 1)
-}
-
-// placeholders returns n copies of item joined by ", ".
-func placeholders(item string, n int) string {
-	return strings.TrimSuffix(strings.Repeat(item+", ", n), ", ")
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/outboxkit/outbox/internal/sqlwrite"
 	"github.com/outboxkit/outbox/store"
 )
 
@@ -126,7 +127,7 @@ func (s *Store) giveUp(ctx context.Context, tx *sql.Tx, ended []claimRow, taken 
 				args[i] = id
 			}
 			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+s.table+` WHERE published_at IS NULL AND parked_at IS NULL AND id IN (`+
-				placeholders("?", len(rest))+`)`, args...).Scan(&pending); err != nil {
+				sqlwrite.Placeholders("?", len(rest))+`)`, args...).Scan(&pending); err != nil {
 				return err
 			}
 		}
@@ -218,7 +219,7 @@ func (s *Store) settle(ctx context.Context, token uuid.UUID, ids []uuid.UUID, ch
 }
 
 // inIDs returns " id IN (?, ...)" for n IDs.
-func inIDs(n int) string { return " id IN (" + placeholders("?", n) + ")" }
+func inIDs(n int) string { return " id IN (" + sqlwrite.Placeholders("?", n) + ")" }
 
 // MarkPublished implements [store.Store].
 func (s *Store) MarkPublished(ctx context.Context, token uuid.UUID, ids []uuid.UUID) (int, error) {

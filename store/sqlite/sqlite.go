@@ -37,6 +37,7 @@ import (
 	"modernc.org/sqlite"
 
 	"github.com/outboxkit/outbox"
+	"github.com/outboxkit/outbox/internal/sqlwrite"
 	"github.com/outboxkit/outbox/internal/wakeup"
 	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/store"
@@ -57,8 +58,7 @@ type Store struct {
 	db     *sql.DB
 	table  string
 	claims string
-	limits outbox.Limits
-	tracer outbox.WriteTracer
+	ins    *sqlwrite.Inserter
 	wake   wakeup.Broadcaster
 }
 
@@ -110,7 +110,10 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 	if strings.Contains(table, ".") {
 		return nil, fmt.Errorf("sqlite: table %q: an attached database's tables are not supported", table)
 	}
-	return &Store{db: db, table: table, claims: migrations.ClaimsTable(table), limits: cfg.Limits, tracer: cfg.Tracer}, nil
+	s := &Store{db: db, table: table, claims: migrations.ClaimsTable(table)}
+	// SQLite takes at most 32,766 bind parameters in a statement.
+	s.ins = &sqlwrite.Inserter{Table: table, Limits: cfg.Limits, Tracer: cfg.Tracer, MaxParams: 32766, Wake: s.wake.Wake}
+	return s, nil
 }
 
 // Table returns the name of the outbox table.

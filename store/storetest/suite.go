@@ -46,6 +46,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"NoRangeLocks", testNoRangeLocks},
 		{"Stats", testStats},
 		{"LegacyRows", testLegacyRows},
+		{"LargeCall", testLargeCall},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -808,4 +809,46 @@ func waitLockWaits(t *testing.T, h Harness, n int, done chan error) bool {
 			}
 		}
 	}
+}
+
+// A call with more events than one statement of some databases takes
+// (MySQL's 65,535 and SQLite's 32,766 bind parameters) writes them all, in
+// the call's order; when its last event fails, it writes none, and the
+// transaction commits what it wrote before.
+func testLargeCall(t *testing.T, h Harness) {
+	ctx := ctxT(t)
+	const n = 9000
+	events := make([]outbox.Event, n)
+	for i := range events {
+		events[i] = ev(fmt.Sprint("k", i))
+	}
+	write(t, h, events...)
+	c := claim(t, h, n, time.Minute)
+	require.Equal(t, eventIDs(events), recIDs(c.Records), "all of them, in the call's order")
+
+	failing := make([]outbox.Event, n)
+	for i := range failing {
+		failing[i] = ev("f")
+	}
+	failing[n-1].ID = failing[0].ID // the last statement fails
+	kept := ev("kept")
+	tx, err := h.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, tx.Add(ctx, kept))
+	require.Error(t, tx.Add(ctx, failing...))
+	want := int64(n)
+	if tx.Commit(ctx) == nil { // PostgreSQL aborts the transaction instead
+		want++
+	}
+	got, err := h.Count(ctx, "1 = 1")
+	require.NoError(t, err)
+	require.Equal(t, want, got, "the failed call wrote none of its events")
+}
+
+func eventIDs(events []outbox.Event) []uuid.UUID {
+	ids := make([]uuid.UUID, len(events))
+	for i, e := range events {
+		ids[i] = e.ID
+	}
+	return ids
 }
