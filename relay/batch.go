@@ -279,6 +279,11 @@ func (r *Relay) publish(work context.Context, deadline time.Time, msgs []*outbox
 		case work.Err() != nil:
 			// Shutdown cut the publish short.
 			o.released = append(o.released, m.ID)
+		case errors.Is(err, outbox.ErrUnreachable):
+			// Part of the broker could not be reached (a partition
+			// without its leader or replicas) while the rest took its
+			// messages: an outage, so no attempt is counted.
+			o.released = append(o.released, m.ID)
 		case errors.Is(err, outbox.ErrPermanent):
 			o.failures = append(o.failures, store.Failure{ID: m.ID, Err: err.Error(), Park: true})
 			o.parked++
