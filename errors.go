@@ -48,8 +48,8 @@ var (
 	// ErrInDoubt marks a message that the broker may have published and
 	// that must not be published again before that is known: a publisher
 	// that records what it published (broker/kafka in transactional mode)
-	// could not find out in time. The relay leaves the event leased, also
-	// through shutdown; once the lease ends, the next claim hands it to
+	// could not find out in time. The relay leaves the event in its claim,
+	// also through shutdown; once the claim's lease ends, the next claim hands it to
 	// the publisher again with Message.Reclaimed set, and the publisher
 	// looks it up before it publishes it. It may come with ErrUnreachable.
 	ErrInDoubt = errors.New("in doubt: the broker may have published the message")

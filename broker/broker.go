@@ -30,7 +30,8 @@ import (
 // message with [outbox.Message.Reclaimed] set from being published twice:
 // it returns nil for one it finds already published, without publishing it
 // again, and [outbox.ErrInDoubt] for one it could not look up (the relay then
-// leaves the event leased and hands it back once the lease ends).
+// leaves the event in its claim and hands it back once the claim's lease
+// ends).
 // broker/kafka does so in transactional mode; other publishers ignore the
 // flag.
 type Publisher interface {

@@ -6,9 +6,9 @@
 // the store: published rows are marked (or deleted, see
 // Config.Retention) with one statement fenced by the claim's token; failures are retried with exponential backoff and
 // jitter, and parked after Config.MaxRetries attempts or at once when
-// permanent; when the broker is unreachable for a whole batch the events are
-// released without counting an attempt and the relay backs off (a circuit
-// breaker). No database transaction is held open across broker I/O.
+// permanent; events the broker could not be reached for are released without
+// counting an attempt, and when that was the whole batch the relay backs off
+// (a circuit breaker). No database transaction is held open across broker I/O.
 //
 // Guarantees: an event is published at least once if and only if its
 // transaction committed; events of one key are published in the order they
@@ -22,14 +22,14 @@
 // are not affected.
 //
 // An event whose publish is in doubt (outbox.ErrInDoubt), or a reclaimed
-// event that the relay did not hand to the publisher, stays leased until its
-// lease ends: released, it would lose the mark that makes a publisher look
+// event that the relay did not hand to the publisher, stays in its claim until
+// the claim's lease ends: released, it would lose the mark that makes a publisher look
 // it up before publishing it again (see broker.Publisher).
 //
 // Run stops in stages when its context is done: it stops claiming, finishes
 // publishing the batch in flight within Config.ShutdownTimeout, records the
-// outcome, releases what it did not publish (but the events it keeps
-// leased), and returns.
+// outcome, releases what it did not publish (but the events it keeps in
+// their claim), and returns.
 package relay
 
 import (
