@@ -209,12 +209,18 @@ func startChild(t *testing.T, env ...string) *child {
 // before it can record it: the batch's events are reclaimed by the next
 // relay, which must not publish them again in transactional mode. It waits
 // up to a minute for a publish.
+// publishWait bounds the wait for a child's next publish. In transactional
+// mode a child may first wait for the coordinator to abort a killed
+// predecessor's transaction (its timeout, then the broker's cleanup pass,
+// every 10 s by default), which a loaded machine stretches.
+const publishWait = 3 * time.Minute
+
 func (c *child) killAfterPublish(t *testing.T) {
 	t.Helper()
 	select {
 	case <-c.published:
-	case <-time.After(time.Minute):
-		t.Fatal("the child published nothing within a minute")
+	case <-time.After(publishWait):
+		t.Fatalf("the child published nothing within %v", publishWait)
 	}
 	c.signal(syscall.SIGKILL)
 }
@@ -225,8 +231,8 @@ func (c *child) stopInPublish(t *testing.T) (cont func()) {
 	t.Helper()
 	select {
 	case <-c.publishing:
-	case <-time.After(time.Minute):
-		t.Fatal("the child published nothing within a minute")
+	case <-time.After(publishWait):
+		t.Fatalf("the child published nothing within %v", publishWait)
 	}
 	_ = c.cmd.Process.Signal(syscall.SIGSTOP)
 	return func() { _ = c.cmd.Process.Signal(syscall.SIGCONT) }
