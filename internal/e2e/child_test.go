@@ -205,16 +205,16 @@ func startChild(t *testing.T, env ...string) *child {
 	return c
 }
 
-// killAfterPublish SIGKILLs the child right after it published a batch,
-// before it can record it: the batch's events are reclaimed by the next
-// relay, which must not publish them again in transactional mode. It waits
-// up to a minute for a publish.
 // publishWait bounds the wait for a child's next publish. In transactional
 // mode a child may first wait for the coordinator to abort a killed
 // predecessor's transaction (its timeout, then the broker's cleanup pass,
 // every 10 s by default), which a loaded machine stretches.
 const publishWait = 3 * time.Minute
 
+// killAfterPublish SIGKILLs the child right after it published a batch,
+// before it can record it: the batch's events are reclaimed by the next
+// relay, which must not publish them again in transactional mode. It waits
+// up to publishWait for a publish.
 func (c *child) killAfterPublish(t *testing.T) {
 	t.Helper()
 	select {
@@ -226,7 +226,7 @@ func (c *child) killAfterPublish(t *testing.T) {
 }
 
 // stopInPublish stops the child (SIGSTOP) as it starts to publish a batch,
-// waiting up to a minute for one; cont continues it.
+// waiting up to publishWait for one; cont continues it.
 func (c *child) stopInPublish(t *testing.T) (cont func()) {
 	t.Helper()
 	select {
