@@ -55,13 +55,16 @@ func writeUntil(t *testing.T, h storetest.Harness, c *faulttest.Checker, topic s
 	return i
 }
 
-// waitReceived waits until the consumer received at least n messages.
+// waitReceived waits until the consumer received at least n messages,
+// failing when none arrived for timeout.
 func waitReceived(t *testing.T, tc *testenv.KafkaConsumer, n int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for len(tc.Received()) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d messages received after %v", len(tc.Received()), n, timeout)
+	last, since := -1, time.Now()
+	for got := len(tc.Received()); got < n; got = len(tc.Received()) {
+		if got != last {
+			last, since = got, time.Now()
+		} else if time.Since(since) > timeout {
+			t.Fatalf("%d of %d messages received, none for %v", got, n, timeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

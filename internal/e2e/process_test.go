@@ -135,7 +135,7 @@ func TestRelaySIGKILL(t *testing.T) {
 					writeSteadily(t, h, check, topic, 30, 300, 2100)
 				}()
 				for kill := range 5 {
-					waitReceived(t, tc, 300*(kill+1), time.Minute)
+					waitReceived(t, tc, 300*(kill+1), publishWait)
 					children[len(children)-1].killAfterPublish(t)
 					if kill%2 == 1 {
 						txnID = fmt.Sprint(tableOf(h), "-", kill)
