@@ -285,9 +285,7 @@ func TestLeaderDiesMidCall(t *testing.T) {
 	relay := newRelayLike("r", topic, 40)
 	relay.write(1)
 	relay.publish(t, p, 1) // the consumer and the leader are ready before the big call
-	for len(tc.Received()) < len(relay.keys) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, "the warm-up call on the topic", func() bool { return len(tc.Received()) >= len(relay.keys) })
 	leader := c.Leader(topic, 0)
 	relay.write(1000)
 	first := make(chan struct{})
@@ -296,9 +294,7 @@ func TestLeaderDiesMidCall(t *testing.T) {
 		relay.publish(t, p, 1000)
 	}()
 	// The first records of the call are on the topic: it is in flight.
-	for len(tc.Received()) == len(relay.keys) {
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "the call's first records on the topic", func() bool { return len(tc.Received()) > len(relay.keys) })
 	killedAt := time.Now()
 	c.Kill(leader)
 	<-first
@@ -343,9 +339,7 @@ func TestSingleBrokerOutage(t *testing.T) {
 	flowing := func() {
 		t.Helper()
 		n := len(tc.Received())
-		for len(tc.Received()) <= n+20 {
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitUntil(t, "20 more events on the topic", func() bool { return len(tc.Received()) > n+20 })
 	}
 
 	// Outage: the relays meet a dead broker, then refused connections. A
@@ -453,5 +447,18 @@ func TestConcurrentCalls(t *testing.T) {
 		prev, ok := last[string(r.Key)]
 		require.True(t, !ok || n > prev, "key %s: %d after %d", r.Key, n, prev)
 		last[string(r.Key)] = n
+	}
+}
+
+// waitUntil polls cond every millisecond, and fails the test when it has not
+// held within two minutes.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 2m waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

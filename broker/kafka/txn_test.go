@@ -245,48 +245,30 @@ func TestTransactionalFencing(t *testing.T) {
 	require.Equal(t, idsOf(published...), committedIDs(t, brokers, topic))
 }
 
-// A message too large fails permanently and the later messages of its key
-// are skipped; the others commit, and the progress names only them. The
-// broker refuses it (the batch is sent again record by record in the same
-// transaction), or the client does before sending anything (the round is
-// abandoned and run again without it).
+// A message too large for the topic fails permanently and the later
+// messages of its key are skipped; the others commit, and the progress
+// names only them. (The broker refuses it; the batch is sent again record
+// by record in the same transaction.)
 func TestTransactionalTooLarge(t *testing.T) {
 	t.Parallel()
 	brokers := testenv.Kafka(t)
-	for _, tc := range []struct {
-		name      string
-		topicMax  string
-		clientMax int
-	}{
-		{"broker refuses", "10000", 0},
-		{"client refuses", "", 10_000},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			configs := map[string]string{}
-			if tc.topicMax != "" {
-				configs["max.message.bytes"] = tc.topicMax
-			}
-			topic := testenv.KafkaTopicWith(t, brokers, 1, configs)
-			cfg := txnConfig(t, brokers)
-			cfg.MaxMessageBytes = tc.clientMax
-			p := newPublisher(t, cfg)
-			msgs := []*outbox.Message{
-				message(topic, "a", "a1"), message(topic, "b", "b1"), message(topic, "a", string(make([]byte, 20_000))),
-				message(topic, "c", "c1"), message(topic, "a", "a3"),
-			}
-			errs := publish(t, p, msgs...)
-			require.Len(t, errs, len(msgs))
-			require.ErrorIs(t, errs[2], outbox.ErrPermanent)
-			require.ErrorIs(t, errs[4], outbox.ErrSkipped)
-			for _, i := range []int{0, 1, 3} {
-				require.NoError(t, errs[i], "message %d", i)
-			}
-			want := idsOf(msgs[0], msgs[1], msgs[3])
-			require.Equal(t, want, committedIDs(t, brokers, topic))
-			require.Equal(t, want, progressIDs(t, brokers, cfg.ProgressTopic))
-		})
+	topic := testenv.KafkaTopicWith(t, brokers, 1, map[string]string{"max.message.bytes": "10000"})
+	cfg := txnConfig(t, brokers)
+	p := newPublisher(t, cfg)
+	msgs := []*outbox.Message{
+		message(topic, "a", "a1"), message(topic, "b", "b1"), message(topic, "a", string(make([]byte, 20_000))),
+		message(topic, "c", "c1"), message(topic, "a", "a3"),
 	}
+	errs := publish(t, p, msgs...)
+	require.Len(t, errs, len(msgs))
+	require.ErrorIs(t, errs[2], outbox.ErrPermanent)
+	require.ErrorIs(t, errs[4], outbox.ErrSkipped)
+	for _, i := range []int{0, 1, 3} {
+		require.NoError(t, errs[i], "message %d", i)
+	}
+	want := idsOf(msgs[0], msgs[1], msgs[3])
+	require.Equal(t, want, committedIDs(t, brokers, topic))
+	require.Equal(t, want, progressIDs(t, brokers, cfg.ProgressTopic))
 }
 
 // endTxnKey is the Kafka API key of EndTxn, the request that commits.
