@@ -32,6 +32,7 @@ python-env: ## Build the Python compatibility suite's virtualenv in .cache/pytho
 
 test: services python-env ## Run every test (vet, then go test -race) against PostgreSQL, MariaDB, Apache Kafka and RabbitMQ, then test-offline.
 	$(GO) vet $(PKGS)
+	@OUTBOX_KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) run ./internal/testenv/kafkaversion
 	OUTBOX_KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	$(GO) run ./internal/testenv/skipcheck $(PKGS)
 
