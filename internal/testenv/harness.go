@@ -12,6 +12,7 @@ import (
 
 	"github.com/outboxkit/outbox"
 	"github.com/outboxkit/outbox/migrations"
+	"github.com/outboxkit/outbox/store"
 	"github.com/outboxkit/outbox/store/mysql"
 	"github.com/outboxkit/outbox/store/postgres"
 	"github.com/outboxkit/outbox/store/storetest"
@@ -121,22 +122,57 @@ func MySQLStore(t testing.TB, cfg mysql.Config) *mysql.Store {
 func MySQLHarness(t *testing.T) storetest.Harness {
 	st := MySQLStore(t, mysql.Config{})
 	db, table := st.DB(), st.Table()
+	h := sqlHarness(st, db, table, st.AddTx,
+		`UPDATE `+table+` SET published_at = published_at - INTERVAL ? MICROSECOND WHERE published_at IS NOT NULL`,
+		`LOCATE(?, event_ids) > 0`)
+	h.Lock = func(ctx context.Context, id uuid.UUID) (func() error, error) {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `SELECT 1 FROM `+table+` WHERE id = ? FOR UPDATE`, id.String()); err != nil {
+			_ = tx.Rollback()
+			return nil, err
+		}
+		return tx.Rollback, nil
+	}
+	// From InnoDB's own report: MariaDB's information_schema.innodb_trx
+	// leaves out an INSERT that waits for a gap.
+	h.LockWaits = func(ctx context.Context) (int, error) {
+		var typ, name, status string
+		if err := db.QueryRowContext(ctx, "SHOW ENGINE INNODB STATUS").Scan(&typ, &name, &status); err != nil {
+			return 0, err
+		}
+		n := 0
+		for _, trx := range strings.Split(status, "---TRANSACTION ")[1:] {
+			if strings.Contains(trx, "LOCK WAIT") && strings.Contains(trx, table) {
+				n++
+			}
+		}
+		return n, nil
+	}
+	return h
+}
+
+// sqlHarness is what the harnesses of the database/sql stores (MySQL,
+// SQLite) share: ageSQL moves published_at back by its one parameter in
+// microseconds, heldSQL finds an event ID (its one parameter) in a claim's
+// event_ids. Python-style legacy rows have no id (the column default fills
+// it), no topic and no headers.
+func sqlHarness(st store.Store, db *sql.DB, table string, add func(context.Context, *sql.Tx, ...outbox.Event) error, ageSQL, heldSQL string) storetest.Harness {
 	return storetest.Harness{
 		Store: st,
 		Begin: func(ctx context.Context) (storetest.Tx, error) {
 			tx, err := db.BeginTx(ctx, nil)
-			return sqlTx{tx, st.AddTx}, err
+			return sqlTx{tx, add}, err
 		},
-		// Like the Python services' writers: no id (the column default fills it), no
-		// topic, no headers.
 		InsertLegacy: func(ctx context.Context, aggType, aggID, eventType, key, data string) error {
 			_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, event_data)
 				VALUES (?, ?, ?, ?, ?)`, aggType, aggID, eventType, key, data)
 			return err
 		},
 		AgePublished: func(ctx context.Context, d time.Duration) error {
-			_, err := db.ExecContext(ctx, `UPDATE `+table+` SET published_at = published_at - INTERVAL ? MICROSECOND
-				WHERE published_at IS NOT NULL`, d.Microseconds())
+			_, err := db.ExecContext(ctx, ageSQL, d.Microseconds())
 			return err
 		},
 		Count: func(ctx context.Context, where string) (n int64, err error) {
@@ -148,39 +184,13 @@ func MySQLHarness(t *testing.T) storetest.Harness {
 			return n, err
 		},
 		Held: func(ctx context.Context, id uuid.UUID) (held bool, err error) {
-			err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+migrations.ClaimsTable(table)+` WHERE LOCATE(?, event_ids) > 0)`, id.String()).Scan(&held)
+			err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+migrations.ClaimsTable(table)+` WHERE `+heldSQL+`)`, id.String()).Scan(&held)
 			return held, err
 		},
 		Row: func(ctx context.Context, id uuid.UUID) (retries int, lastError string, err error) {
 			var last sql.NullString
 			err = db.QueryRowContext(ctx, `SELECT retry_count, last_error FROM `+table+` WHERE id = ?`, id.String()).Scan(&retries, &last)
 			return retries, last.String, err
-		},
-		Lock: func(ctx context.Context, id uuid.UUID) (func() error, error) {
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				return nil, err
-			}
-			if _, err := tx.ExecContext(ctx, `SELECT 1 FROM `+table+` WHERE id = ? FOR UPDATE`, id.String()); err != nil {
-				_ = tx.Rollback()
-				return nil, err
-			}
-			return tx.Rollback, nil
-		},
-		// From InnoDB's own report: MariaDB's information_schema.innodb_trx
-		// leaves out an INSERT that waits for a gap.
-		LockWaits: func(ctx context.Context) (int, error) {
-			var typ, name, status string
-			if err := db.QueryRowContext(ctx, "SHOW ENGINE INNODB STATUS").Scan(&typ, &name, &status); err != nil {
-				return 0, err
-			}
-			n := 0
-			for _, trx := range strings.Split(status, "---TRANSACTION ")[1:] {
-				if strings.Contains(trx, "LOCK WAIT") && strings.Contains(trx, table) {
-					n++
-				}
-			}
-			return n, nil
 		},
 	}
 }

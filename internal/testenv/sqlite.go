@@ -5,9 +5,6 @@ import (
 	"database/sql"
 	"path/filepath"
 	"testing"
-	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/outboxkit/outbox/migrations"
 	"github.com/outboxkit/outbox/store/sqlite"
@@ -59,38 +56,9 @@ func SQLiteStore(t testing.TB, cfg sqlite.Config) *sqlite.Store {
 func SQLiteHarness(t *testing.T) storetest.Harness {
 	st := SQLiteStore(t, sqlite.Config{})
 	db, table := st.DB(), st.Table()
-	return storetest.Harness{
-		Store:     st,
-		OneWriter: true,
-		Begin: func(ctx context.Context) (storetest.Tx, error) {
-			tx, err := db.BeginTx(ctx, nil)
-			return sqlTx{tx, st.AddTx}, err
-		},
-		InsertLegacy: func(ctx context.Context, aggType, aggID, eventType, key, data string) error {
-			_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (aggregate_type, aggregate_id, event_type, event_key, event_data)
-				VALUES (?, ?, ?, ?, ?)`, aggType, aggID, eventType, key, data)
-			return err
-		},
-		AgePublished: func(ctx context.Context, d time.Duration) error {
-			_, err := db.ExecContext(ctx, `UPDATE `+table+` SET published_at = published_at - ? WHERE published_at IS NOT NULL`, d.Microseconds())
-			return err
-		},
-		Count: func(ctx context.Context, where string) (n int64, err error) {
-			err = db.QueryRowContext(ctx, `SELECT count(*) FROM `+table+` WHERE `+where).Scan(&n)
-			return n, err
-		},
-		Claims: func(ctx context.Context) (n int64, err error) {
-			err = db.QueryRowContext(ctx, `SELECT count(*) FROM `+migrations.ClaimsTable(table)).Scan(&n)
-			return n, err
-		},
-		Held: func(ctx context.Context, id uuid.UUID) (held bool, err error) {
-			err = db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+migrations.ClaimsTable(table)+` WHERE instr(event_ids, ?) > 0)`, id.String()).Scan(&held)
-			return held, err
-		},
-		Row: func(ctx context.Context, id uuid.UUID) (retries int, lastError string, err error) {
-			var last sql.NullString
-			err = db.QueryRowContext(ctx, `SELECT retry_count, last_error FROM `+table+` WHERE id = ?`, id.String()).Scan(&retries, &last)
-			return retries, last.String, err
-		},
-	}
+	h := sqlHarness(st, db, table, st.AddTx,
+		`UPDATE `+table+` SET published_at = published_at - ? WHERE published_at IS NOT NULL`,
+		`instr(event_ids, ?) > 0`)
+	h.OneWriter = true
+	return h
 }
