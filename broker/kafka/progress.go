@@ -88,18 +88,19 @@ func ptr[T any](v T) *T { return &v }
 // returns its offset.
 func (p *Publisher) appendProgress(ctx context.Context, ids []uuid.UUID) (int64, error) {
 	rec := &kgo.Record{Topic: p.cfg.ProgressTopic, Key: []byte(p.cfg.TransactionalID), Value: encodeProgress(ids)}
-	done := make(chan error, 1)
-	p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
+	var perr error
+	done := make(chan struct{})
+	p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { perr = err; close(done) })
 	if err := p.cl.Flush(ctx); err != nil {
 		// Give the record up; only a new client can end the
 		// transaction then.
-		p.cl.UnsafeAbortBufferedRecords()
+		p.abortBuffered(done)
 		p.renew = true
-		<-done
 		return 0, fmt.Errorf("progress record: %w", err)
 	}
-	if err := <-done; err != nil {
-		return 0, fmt.Errorf("progress record: %w", err)
+	<-done
+	if perr != nil {
+		return 0, fmt.Errorf("progress record: %w", perr)
 	}
 	return rec.Offset, nil
 }

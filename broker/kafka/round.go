@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +31,8 @@ type round struct {
 	placed    []atomic.Bool
 	nplaced   atomic.Int64
 	allPlaced chan struct{}
-	done      sync.WaitGroup
+	pending   atomic.Int64  // records without a result
+	done      chan struct{} // closed when every record has its result
 
 	// written is set once a produce request reached a broker while the
 	// round ran: from then on a failed record may have been appended.
@@ -61,6 +61,7 @@ func newRound(recs []*kgo.Record) *round {
 		early:     make([]atomic.Bool, len(recs)),
 		placed:    make([]atomic.Bool, len(recs)),
 		allPlaced: make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	for i, rec := range recs {
 		r.index[rec] = i
@@ -81,7 +82,9 @@ func (r *round) promise(rec *kgo.Record, err error) {
 	r.errs[i] = err
 	r.early[i].Store(err != nil && r.buffering.Load())
 	r.place(i)
-	r.done.Done()
+	if r.pending.Add(-1) == 0 {
+		close(r.done)
+	}
 }
 
 // run produces the round's records under ctx, which bounds the round. It
@@ -89,7 +92,7 @@ func (r *round) promise(rec *kgo.Record, err error) {
 func (p *Publisher) run(ctx context.Context, r *round) outcome {
 	p.cur.Store(r)
 	defer p.cur.Store(nil)
-	r.done.Add(len(r.recs))
+	r.pending.Store(int64(len(r.recs)))
 	for _, rec := range r.recs {
 		p.cl.Produce(ctx, rec, r.promise)
 	}
@@ -115,8 +118,7 @@ func (p *Publisher) run(ctx context.Context, r *round) outcome {
 	for i := range r.recs {
 		if r.early[i].Load() {
 			// Nothing was sent: failing what is buffered is safe.
-			p.cl.UnsafeAbortBufferedRecords()
-			r.done.Wait()
+			p.abortBuffered(r.done)
 			return aborted
 		}
 	}
@@ -132,10 +134,10 @@ func (p *Publisher) run(ctx context.Context, r *round) outcome {
 		// ended. Abandon them: the client moves to a new producer epoch
 		// before it sends again, so none of them can be appended after a
 		// later record of its partition.
-		p.cl.UnsafeAbortBufferedRecords()
+		p.abortBuffered(r.done)
 		r.abandoned = true
 	}
-	r.done.Wait()
+	<-r.done
 	return sent
 }
 
@@ -185,8 +187,26 @@ func (p *Publisher) waitPlaced(ctx context.Context, r *round) {
 	select {
 	case <-r.allPlaced:
 	case <-time.After(abortGrace):
+		p.abortBuffered(r.allPlaced)
+	}
+}
+
+// abortRetry is how long abortBuffered waits before it aborts again.
+const abortRetry = 100 * time.Millisecond
+
+// abortBuffered fails the records the client buffers until done is closed.
+// One abort is not always enough: on a topic's first metadata load, the
+// client places the records waiting for the topic in partitions it makes
+// visible, to an abort too, only afterwards, so an abort in between misses
+// them. The next abort finds them.
+func (p *Publisher) abortBuffered(done <-chan struct{}) {
+	for {
 		p.cl.UnsafeAbortBufferedRecords()
-		<-r.allPlaced
+		select {
+		case <-done:
+			return
+		case <-time.After(abortRetry):
+		}
 	}
 }
 
