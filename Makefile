@@ -2,6 +2,8 @@
 # Apache Kafka (9092) and RabbitMQ (5672) on 127.0.0.1, installing what is missing (see README).
 GO ?= go
 TEST_TIMEOUT ?= 20m
+# Extra go test flags for make test, e.g. TESTFLAGS=-v to see each test's time.
+TESTFLAGS ?=
 # The tests' Kafka: the broker `make services` starts, unless set to another one.
 KAFKA_BROKERS = $(or $(OUTBOX_KAFKA_BROKERS),127.0.0.1:9092)
 # Every package of every module in go.work (the root module and the nested ones).
@@ -33,7 +35,7 @@ python-env: ## Build the Python compatibility suite's virtualenv in .cache/pytho
 test: services python-env ## Run every test (vet, then go test -race) against PostgreSQL, MariaDB, Apache Kafka and RabbitMQ, then test-offline.
 	$(GO) vet $(PKGS)
 	@OUTBOX_KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) run ./internal/testenv/kafkaversion
-	OUTBOX_KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	OUTBOX_KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
 	$(GO) run ./internal/testenv/skipcheck $(PKGS)
 
 test-python: services python-env ## Run the Python compatibility suite alone (compat/).
