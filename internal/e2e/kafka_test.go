@@ -136,7 +136,9 @@ func TestKafkaMessageTooLarge(t *testing.T) {
 	commit(t, h, faulttest.NewChecker(), big)
 	commit(t, h, check, others...)
 	tc.WaitAll(t, check, time.Minute)
-	relaytest.Eventually(t, time.Minute, "the large event parked", func() bool { return count(t, h, "parked_at IS NOT NULL") > 0 })
+	relaytest.Eventually(t, time.Minute, "the large event parked and counted", func() bool {
+		return count(t, h, "parked_at IS NOT NULL") > 0 && r.Stats().Parked > 0
+	})
 	_, lastErr, err := h.Row(context.Background(), big.ID)
 	require.NoError(t, err)
 	t.Log("last_error:", lastErr)

@@ -259,7 +259,7 @@ func testRollbackNeverPublished(t *testing.T, h storetest.Harness, b Broker) {
 	check.RolledBack(failed)
 
 	commit(t, h, check, b.event("s", 0))
-	Eventually(t, 30*time.Second, "sentinel", func() bool { return check.Missing(b.Received()) == 0 })
+	Eventually(t, time.Minute, "sentinel", func() bool { return check.Missing(b.Received()) == 0 })
 	report := check.Check(b.Received(), 0)
 	require.True(t, report.OK(), report.String())
 	require.Equal(t, 3, report.Received)
@@ -448,8 +448,10 @@ func testPoisonParked(t *testing.T, h storetest.Harness, b Broker) {
 	}
 	commit(t, h, check, others...)
 
-	Eventually(t, 30*time.Second, "poison parked", func() bool { return count(t, h, "parked_at IS NOT NULL") == 1 })
-	Eventually(t, 30*time.Second, "other keys flow", func() bool { return check.Missing(b.Received()) == 0 })
+	Eventually(t, time.Minute, "poison parked and counted", func() bool {
+		return count(t, h, "parked_at IS NOT NULL") == 1 && r.Stats().Parked == 1
+	})
+	Eventually(t, time.Minute, "other keys flow", func() bool { return check.Missing(b.Received()) == 0 })
 	retries, lastErr, err := h.Row(ctx, poison.ID)
 	require.NoError(t, err)
 	require.Contains(t, lastErr, "schema registry says no")
@@ -457,7 +459,7 @@ func testPoisonParked(t *testing.T, h storetest.Harness, b Broker) {
 	// A claim after the parking would have taken the event behind it, had it
 	// not been held: one did, since it took an event written afterwards.
 	commit(t, h, check, b.event("after-parking", 0))
-	Eventually(t, 30*time.Second, "an event written after the parking", func() bool { return check.Missing(b.Received()) == 0 })
+	Eventually(t, time.Minute, "an event written after the parking", func() bool { return check.Missing(b.Received()) == 0 })
 	for _, m := range b.Received() {
 		require.NotEqual(t, behind.ID, m.ID, "an event behind a parked one waits")
 	}
@@ -466,7 +468,7 @@ func testPoisonParked(t *testing.T, h storetest.Harness, b Broker) {
 	tooBig := b.event("other-poison", 0)
 	pub.FailID(tooBig.ID, fmt.Errorf("%w: message too large", outbox.ErrPermanent))
 	commit(t, h, nil, tooBig)
-	Eventually(t, 30*time.Second, "permanent parked", func() bool { return count(t, h, "parked_at IS NOT NULL") == 2 })
+	Eventually(t, time.Minute, "permanent parked", func() bool { return count(t, h, "parked_at IS NOT NULL") == 2 })
 	retries, _, err = h.Row(ctx, tooBig.ID)
 	require.NoError(t, err)
 	require.Equal(t, 1, retries, "parked at its first attempt")
@@ -544,7 +546,7 @@ func testWake(t *testing.T, h storetest.Harness, b Broker) {
 	wait(t, claimed, "the relay's first claim")
 	for i := range 5 {
 		commit(t, h, check, b.event("k", i))
-		Eventually(t, 30*time.Second, "woken relay", func() bool { return check.Missing(b.Received()) == 0 })
+		Eventually(t, time.Minute, "woken relay", func() bool { return check.Missing(b.Received()) == 0 })
 	}
 }
 
@@ -651,7 +653,7 @@ func testShutdownMarks(t *testing.T, h storetest.Harness, b Broker) {
 	unblock() // the broker answers during the grace period
 	<-done
 	require.Equal(t, int64(2), count(t, h, "published_at IS NOT NULL"))
-	Eventually(t, 30*time.Second, "both on the broker", func() bool { return len(b.Received()) == 2 })
+	Eventually(t, time.Minute, "both on the broker", func() bool { return len(b.Received()) == 2 })
 }
 
 // Shutdown is prompt also while the circuit breaker holds the relay back and
@@ -767,9 +769,9 @@ func testInDoubt(t *testing.T, h storetest.Harness, b Broker) {
 	r, _ := Start(t, h.Store, pub, cfg)
 	commit(t, h, check, x, y)
 	// y, skipped behind x, is released at once; x is not.
-	Eventually(t, 30*time.Second, "y released", func() bool { return len(pub.handovers(y.ID)) == 1 && !leased(t, h, y.ID) })
+	Eventually(t, time.Minute, "y released", func() bool { return len(pub.handovers(y.ID)) == 1 && !leased(t, h, y.ID) })
 	require.True(t, leased(t, h, x.ID), "x kept its lease")
-	Eventually(t, 30*time.Second, "all published", func() bool { return check.Missing(b.Received()) == 0 })
+	Eventually(t, time.Minute, "all published", func() bool { return check.Missing(b.Received()) == 0 })
 	require.Equal(t, []bool{false, true}, pub.handovers(x.ID), "handed over again as reclaimed")
 	report := check.Check(b.Received(), r.Stats().PossibleDuplicates)
 	require.True(t, report.OK(), report.String())
@@ -804,19 +806,19 @@ func testReclaimedHeld(t *testing.T, h storetest.Harness, _ Broker) {
 	cfg.Owner = "stalled"
 	commit(t, h, check, a1, a2)
 	Start(t, h.Store, stalling, cfg)
-	Eventually(t, 30*time.Second, "the first relay stalls", func() bool { return len(stalling.handovers(a1.ID)) == 1 })
+	Eventually(t, time.Minute, "the first relay stalls", func() bool { return len(stalling.handovers(a1.ID)) == 1 })
 	cfg.Owner = "second"
 	r, _ := Start(t, h.Store, failing, cfg)
-	Eventually(t, 30*time.Second, "a1 failed once", func() bool {
+	Eventually(t, time.Minute, "a1 failed once", func() bool {
 		retries, _, err := h.Row(context.Background(), a1.ID)
 		require.NoError(t, err)
 		return retries == 1
 	})
 	require.True(t, leased(t, h, a2.ID), "a2 kept its lease")
-	Eventually(t, 30*time.Second, "a2 handed over", func() bool { return len(failing.handovers(a2.ID)) > 0 })
+	Eventually(t, time.Minute, "a2 handed over", func() bool { return len(failing.handovers(a2.ID)) > 0 })
 	require.Equal(t, []bool{true}, failing.handovers(a2.ID), "a2 was handed over reclaimed")
 	require.Empty(t, stalling.handovers(a2.ID))
-	Eventually(t, 30*time.Second, "all published", func() bool { return check.Missing(b.Received()) == 0 })
+	Eventually(t, time.Minute, "all published", func() bool { return check.Missing(b.Received()) == 0 })
 	report := check.Check(b.Received(), r.Stats().PossibleDuplicates)
 	require.True(t, report.OK(), report.String())
 }
@@ -875,7 +877,7 @@ func testPublishWithinLease(t *testing.T, h storetest.Harness, _ Broker) {
 	cfg.Lease = 4 * time.Second
 	st := &slowClaims{Store: h.Store, delay: time.Second}
 	Start(t, st, pub, cfg)
-	Eventually(t, 30*time.Second, "both published", func() bool { return check.Missing(b.Received()) == 0 })
+	Eventually(t, time.Minute, "both published", func() bool { return check.Missing(b.Received()) == 0 })
 	pub.mu.Lock()
 	defer pub.mu.Unlock()
 	require.Len(t, pub.by, 2)
