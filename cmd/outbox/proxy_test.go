@@ -14,6 +14,8 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
+
+	"github.com/outboxkit/outbox/internal/testenv"
 )
 
 // proxy forwards TCP connections from an address of its own to a server. It
@@ -34,10 +36,8 @@ type proxy struct {
 // listens on it until start. It stops at the end of the test.
 func newProxy(t *testing.T, target string) *proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{addr: ln.Addr().String(), target: target, upstream: map[net.Conn]bool{}}
-	require.NoError(t, ln.Close())
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePorts(t, 1)[0])
+	p := &proxy{addr: addr, target: target, upstream: map[net.Conn]bool{}}
 	t.Cleanup(p.close)
 	return p
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -169,9 +170,10 @@ func newProxy(t testing.TB, target string) *proxy {
 	t.Helper()
 	p := &proxy{target: target, conns: map[net.Conn]bool{}}
 	p.changed = sync.NewCond(&p.mu)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Up listens on the address again after Down.
+	p.addr = "127.0.0.1:" + strconv.Itoa(testenv.FreePorts(t, 1)[0])
+	ln, err := net.Listen("tcp", p.addr)
 	require.NoError(t, err)
-	p.addr = ln.Addr().String()
 	p.serve(ln)
 	t.Cleanup(func() {
 		p.Down()

@@ -11,7 +11,6 @@ package kafkacluster
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,15 +83,12 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 		testenv.Unavailable(t, "Kafka jars", err)
 	}
 	c.id = strings.TrimSpace(id)
-	ports := freePorts(t, 2*n)
+	ports := testenv.FreePorts(t, 3*n) // a node's, its controller's, its proxy's
 	var voters []string
 	for i := range n {
-		nd := &node{id: i + 1, dir: filepath.Join(c.dir, "node-"+strconv.Itoa(i+1)), port: ports[2*i], cport: ports[2*i+1]}
+		nd := &node{id: i + 1, dir: filepath.Join(c.dir, "node-"+strconv.Itoa(i+1)), port: ports[3*i], cport: ports[3*i+1]}
 		if o.proxies {
-			px, err := newProxy("127.0.0.1:" + strconv.Itoa(nd.port))
-			if err != nil {
-				t.Fatal(err)
-			}
+			px := newProxy(ports[3*i+2], "127.0.0.1:"+strconv.Itoa(nd.port))
 			t.Cleanup(px.close)
 			nd.proxy = px
 		}
@@ -420,26 +416,6 @@ func script(args ...string) (string, error) {
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
-}
-
-// freePorts returns n distinct ports that were free a moment ago.
-func freePorts(t testing.TB, n int) []int {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 // state returns the state letter of pid in /proc (R, S, T, Z, ...), or 0.

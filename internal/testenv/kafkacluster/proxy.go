@@ -37,16 +37,11 @@ type fault struct {
 
 func (f *fault) hit() { f.once.Do(func() { close(f.lost) }) }
 
-func newProxy(target string) (*proxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	// The port is taken from here on; the proxy listens on it once the
-	// node serves (up).
-	ln.Close()
-	return &proxy{addr: ln.Addr().String(), target: target, loseRequest: map[int16]*fault{},
-		loseResponse: map[int16]*fault{}, conns: map[net.Conn]bool{}}, nil
+// newProxy returns a proxy to target on port, which it listens on once the
+// node serves (up).
+func newProxy(port int, target string) *proxy {
+	return &proxy{addr: "127.0.0.1:" + strconv.Itoa(port), target: target, loseRequest: map[int16]*fault{},
+		loseResponse: map[int16]*fault{}, conns: map[net.Conn]bool{}}
 }
 
 func (p *proxy) port() int {
