@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/outboxkit/outbox/internal/faulttest"
 	"github.com/outboxkit/outbox/internal/testenv"
 	"github.com/outboxkit/outbox/relay/relaytest"
+	"github.com/outboxkit/outbox/store"
 	"github.com/outboxkit/outbox/store/postgres"
 )
 
@@ -31,9 +33,12 @@ func TestNotifyWakesRelayElsewhere(t *testing.T) {
 		rec := faulttest.NewRecorder()
 		cfg := relaytest.FastConfig()
 		cfg.PollInterval = time.Hour
-		_, stop := relaytest.Start(t, relayStore, rec, cfg)
+		cs := &claims{Store: relayStore}
+		_, stop := relaytest.Start(t, cs, rec, cfg)
 		ctx := context.Background()
-		time.Sleep(200 * time.Millisecond) // the relay has polled once and listens
+		// The relay found nothing, polled fast for a moment and now waits
+		// for its poll, or a wake-up.
+		relaytest.Eventually(t, time.Minute, "the relay idle", func() bool { return cs.idleFor() > time.Second })
 
 		check := faulttest.NewChecker()
 		for i := range 3 {
@@ -45,7 +50,7 @@ func TestNotifyWakesRelayElsewhere(t *testing.T) {
 			require.NoError(t, tx.Commit(ctx))
 			check.Committed(evs...)
 			if notify {
-				relaytest.Eventually(t, 5*time.Second, "notified relay", func() bool { return check.Missing(rec.Received()) == 0 })
+				relaytest.Eventually(t, time.Minute, "notified relay", func() bool { return check.Missing(rec.Received()) == 0 })
 			}
 		}
 		if !notify {
@@ -54,4 +59,38 @@ func TestNotifyWakesRelayElsewhere(t *testing.T) {
 		}
 		stop()
 	}
+}
+
+// claims tells since when a relay has not claimed.
+type claims struct {
+	store.Store
+	mu      sync.Mutex
+	running int
+	last    time.Time // the end of the last claim
+}
+
+func (c *claims) Claim(ctx context.Context, p store.ClaimParams) (store.Claim, error) {
+	c.mu.Lock()
+	c.running++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.running--
+		c.last = time.Now()
+		c.mu.Unlock()
+	}()
+	return c.Store.Claim(ctx, p)
+}
+
+// Subscribe passes the store's wake-ups on.
+func (c *claims) Subscribe() (<-chan struct{}, func()) { return c.Store.(store.Waker).Subscribe() }
+
+// idleFor returns how long no claim has run, 0 while one runs or before the first.
+func (c *claims) idleFor() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running > 0 || c.last.IsZero() {
+		return 0
+	}
+	return time.Since(c.last)
 }
