@@ -131,22 +131,11 @@ func TestTooLarge(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	big := make([]byte, 20_000)
 	_, _ = rand.Read(big)
-	for _, tc := range []struct {
-		name      string
-		topicMax  string
-		clientMax int
-	}{
-		{"broker refuses", "10000", 0},
-		{"client refuses", "", 10_000},
-	} {
+	for _, tc := range refusals {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			configs := map[string]string{}
-			if tc.topicMax != "" {
-				configs["max.message.bytes"] = tc.topicMax
-			}
 			// One partition: every message shares the big one's batch.
-			topic := testenv.KafkaTopicWith(t, brokers, 1, configs)
+			topic := tc.topic(t, brokers)
 			p := newPublisher(t, kafka.Config{Brokers: brokers, MaxMessageBytes: tc.clientMax})
 			// A warm client: it has a producer ID and sends at once what
 			// is flushed.
@@ -178,6 +167,30 @@ func TestTooLarge(t *testing.T) {
 			require.Equal(t, []string{"w0", "a1", "b1", "a2", "c1", "b2"}, values(testenv.ReadKafka(t, brokers, topic)))
 		})
 	}
+}
+
+// refusal is where a message of 20,000 bytes is refused as too large: by
+// the broker (the topic's max.message.bytes) or by the client
+// (Config.MaxMessageBytes).
+type refusal struct {
+	name      string
+	topicMax  string
+	clientMax int
+}
+
+var refusals = []refusal{
+	{"broker refuses", "10000", 0},
+	{"client refuses", "", 10_000},
+}
+
+// topic creates a topic of one partition with the refusal's limit.
+func (r refusal) topic(t *testing.T, brokers []string) string {
+	t.Helper()
+	configs := map[string]string{}
+	if r.topicMax != "" {
+		configs["max.message.bytes"] = r.topicMax
+	}
+	return testenv.KafkaTopicWith(t, brokers, 1, configs)
 }
 
 // A message too large for the client behind thousands of its key: the

@@ -253,21 +253,10 @@ func TestTransactionalFencing(t *testing.T) {
 func TestTransactionalTooLarge(t *testing.T) {
 	t.Parallel()
 	brokers := testenv.Kafka(t)
-	for _, tc := range []struct {
-		name      string
-		topicMax  string
-		clientMax int
-	}{
-		{"broker refuses", "10000", 0},
-		{"client refuses", "", 10_000},
-	} {
+	for _, tc := range refusals {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			configs := map[string]string{}
-			if tc.topicMax != "" {
-				configs["max.message.bytes"] = tc.topicMax
-			}
-			topic := testenv.KafkaTopicWith(t, brokers, 1, configs)
+			topic := tc.topic(t, brokers)
 			cfg := txnConfig(t, brokers)
 			cfg.MaxMessageBytes = tc.clientMax
 			p := newPublisher(t, cfg)
